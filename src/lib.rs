@@ -1,6 +1,12 @@
 //! smogwatch: remote emissions telematics for heavy diesel vehicles and non-road machinery.
+//!
+//! See ARCHITECTURE.md for the map of the code and the data flow.
+pub mod detect;
+pub mod model;
+
 pub mod proto {
-    #![allow(clippy::all, missing_docs)]
+    //! Code generated from `proto/smogwatch/v1/smogwatch.proto`.
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("smogwatch.v1");
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("smogwatch_descriptor");
 }

@@ -1,0 +1,18 @@
+//! Domain model: the validated types every other module speaks. Input from the network is turned
+//! into these types at the edge (gRPC conversion, HJ 1239 gateway); past that point a `Vin` is a
+//! valid VIN and a `Fix` has coordinates in range.
+mod record;
+mod time;
+mod vehicle;
+mod vin;
+mod violation;
+
+pub use record::{
+    EngineData, EngineStreamKind, Fix, MilStatus, ObdInfo, ObdProtocol, RecordError, TelemetryRecord,
+};
+pub use time::{
+    beijing_offset, format_ms, now_ms, validate_time, TimeError, TimestampMs, MAX_FUTURE_MS, MIN_VALID_MS,
+};
+pub use vehicle::{EmissionStage, Enterprise, Fuel, PlateColour, Vehicle, VehicleKind};
+pub use vin::{Vin, VinError};
+pub use violation::{Measured, Violation, ViolationId, ViolationStatus};
