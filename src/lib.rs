@@ -1,8 +1,16 @@
 //! smogwatch: remote emissions telematics for heavy diesel vehicles and non-road machinery.
 //!
 //! See ARCHITECTURE.md for the map of the code and the data flow.
+pub mod config;
 pub mod detect;
+pub mod grpc;
+pub mod http;
 pub mod model;
+pub mod pipeline;
+pub mod registry;
+pub mod sample;
+pub mod server;
+pub mod store;
 
 pub mod proto {
     //! Code generated from `proto/smogwatch/v1/smogwatch.proto`.

@@ -1,0 +1,157 @@
+//! A worker owns the detector state of the vehicles hashed to its shard. It evaluates records in
+//! the order they were submitted, then hands records, violations and new state to the committer.
+use super::committer::CommitItem;
+use super::{late, Outcome, PipelineConfig, PipelineError, WorkItem};
+use crate::detect::{DetectorSet, Observation, VehicleState};
+use crate::model::{TelemetryRecord, Vin};
+use crate::registry::Registry;
+use crate::store::{CommitBatch, Store, ViolationWrite};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub(super) struct Worker {
+    shard: usize,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    detectors: Arc<DetectorSet>,
+    commit_tx: mpsc::Sender<CommitItem>,
+    invalidations: Arc<Vec<Mutex<Vec<Vin>>>>,
+    states: HashMap<Vin, VehicleState>,
+    late_context_ms: i64,
+}
+
+impl Worker {
+    pub fn new(
+        shard: usize,
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        detectors: Arc<DetectorSet>,
+        commit_tx: mpsc::Sender<CommitItem>,
+        invalidations: Arc<Vec<Mutex<Vec<Vin>>>>,
+        cfg: &PipelineConfig,
+    ) -> Self {
+        Worker {
+            shard,
+            store,
+            registry,
+            detectors,
+            commit_tx,
+            invalidations,
+            states: HashMap::new(),
+            late_context_ms: i64::from(cfg.late_context_s) * 1000,
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<WorkItem>) {
+        while let Some(item) = rx.recv().await {
+            self.apply_invalidations();
+            let WorkItem { records, late, received_ms, done } = item;
+            match self.process(records, late, received_ms).await {
+                Ok((batch, vins, outcome)) => {
+                    let item = CommitItem { batch, shard: self.shard, vins, outcome, done: Some(done) };
+                    if self.commit_tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                }
+            }
+        }
+    }
+
+    fn apply_invalidations(&mut self) {
+        let Some(q) = self.invalidations.get(self.shard) else { return };
+        let vins = std::mem::take(&mut *q.lock());
+        for vin in vins {
+            self.states.remove(&vin);
+        }
+    }
+
+    /// Loads a vehicle's state on first sight (it may have been persisted by this node before a
+    /// restart, or by another node).
+    async fn ensure_state(&mut self, vin: Vin) -> Result<(), PipelineError> {
+        if self.states.contains_key(&vin) {
+            return Ok(());
+        }
+        let raw = self.store.vehicle_state(vin).await.map_err(|e| PipelineError::Store(e.to_string()))?;
+        let state = match raw.map(|b| VehicleState::decode(&b)) {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                metrics::counter!("smogwatch_state_decode_failures_total").increment(1);
+                tracing::warn!(%vin, error = %e, "persisted detector state unreadable; starting fresh");
+                VehicleState::default()
+            }
+            None => VehicleState::default(),
+        };
+        self.states.insert(vin, state);
+        metrics::gauge!("smogwatch_tracked_vehicles", "shard" => self.shard.to_string())
+            .set(self.states.len() as f64);
+        Ok(())
+    }
+
+    async fn process(
+        &mut self,
+        records: Vec<TelemetryRecord>,
+        late: bool,
+        received_ms: i64,
+    ) -> Result<(CommitBatch, Vec<Vin>, Outcome), PipelineError> {
+        let mut batch = CommitBatch { records: Vec::with_capacity(records.len()), ..Default::default() };
+        let mut outcome = Outcome::default();
+        let mut touched: Vec<Vin> = Vec::new();
+        let mut late_records: HashMap<Vin, Vec<TelemetryRecord>> = HashMap::new();
+        let mut found = Vec::new();
+        for rec in records {
+            let vin = rec.vin;
+            self.ensure_state(vin).await?;
+            let Some(state) = self.states.get_mut(&vin) else { continue };
+            if late || state.last_time_ms.is_some_and(|t| rec.time_ms <= t) {
+                late_records.entry(vin).or_default().push(rec);
+                continue;
+            }
+            if let Some(vehicle) = self.registry.get(&vin) {
+                let obs = Observation { vehicle: &vehicle, record: &rec, received_ms };
+                self.detectors.observe(state, &obs, &mut found);
+            } else {
+                // De-registered between validation and now: keep the data, evaluate nothing.
+                state.last_time_ms = Some(rec.time_ms);
+            }
+            if !touched.contains(&vin) {
+                touched.push(vin);
+            }
+            batch.records.push(rec);
+            outcome.stored += 1;
+        }
+        batch.violations.extend(found.drain(..).map(ViolationWrite::Upsert));
+        for (vin, recs) in late_records {
+            metrics::counter!("smogwatch_late_records_total").increment(recs.len() as u64);
+            let Some(vehicle) = self.registry.get(&vin) else {
+                outcome.stored += recs.len() as u32;
+                batch.records.extend(recs);
+                continue;
+            };
+            let r = late::evaluate(
+                &*self.store,
+                &self.detectors,
+                &vehicle,
+                recs,
+                received_ms,
+                self.late_context_ms,
+            )
+            .await
+            .map_err(|e| PipelineError::Store(e.to_string()))?;
+            outcome.stored += r.new_records.len() as u32;
+            outcome.duplicates += r.duplicates;
+            batch.records.extend(r.new_records);
+            batch.violations.extend(r.violations.into_iter().map(ViolationWrite::InsertIfAbsent));
+        }
+        for vin in &touched {
+            if let Some(s) = self.states.get(vin) {
+                batch.states.push((*vin, s.encode()));
+            }
+        }
+        Ok((batch, touched, outcome))
+    }
+}

@@ -1,0 +1,150 @@
+//! Storage: the `Store` trait every backend implements, and the embedded default.
+//!
+//! The trait is shaped for a wide-column backend (ScyllaDB): telemetry is addressed by
+//! (VIN, time) and read per vehicle and time range; violations by id, by time and by VIN;
+//! one `commit` carries everything a batch changes so that a backend can make it atomic
+//! (embedded) or idempotent (ScyllaDB: every write is an upsert keyed by natural ids).
+pub mod codec;
+pub mod embedded;
+
+use crate::model::{Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation, ViolationId};
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    #[error("corrupt {what} in store: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("storage task failed: {0}")]
+    Task(String),
+    #[error("invalid page token")]
+    BadCursor,
+}
+
+/// How a violation snapshot is written.
+#[derive(Debug, Clone)]
+pub enum ViolationWrite {
+    /// Live detection: the newest snapshot (open → closed) replaces the older one.
+    Upsert(Violation),
+    /// Late detection: never overwrites what live detection already recorded under the same id.
+    InsertIfAbsent(Violation),
+}
+
+impl ViolationWrite {
+    pub fn violation(&self) -> &Violation {
+        match self {
+            ViolationWrite::Upsert(v) | ViolationWrite::InsertIfAbsent(v) => v,
+        }
+    }
+}
+
+/// Everything one group commit writes. Records are keyed by (VIN, time): writing the same record
+/// twice leaves one copy.
+#[derive(Debug, Default)]
+pub struct CommitBatch {
+    pub records: Vec<TelemetryRecord>,
+    pub violations: Vec<ViolationWrite>,
+    /// Encoded per-vehicle detector state (`detect::VehicleState::encode`).
+    pub states: Vec<(Vin, Vec<u8>)>,
+}
+
+impl CommitBatch {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.violations.is_empty() && self.states.is_empty()
+    }
+
+    pub fn append(&mut self, other: CommitBatch) {
+        self.records.extend(other.records);
+        self.violations.extend(other.violations);
+        self.states.extend(other.states);
+    }
+}
+
+/// Violations that a commit created or changed (for live alerts and metrics).
+#[derive(Debug, Default)]
+pub struct CommitOutcome {
+    pub written_violations: Vec<Violation>,
+}
+
+/// Filters of a violation query. All present filters must match.
+#[derive(Debug, Clone, Default)]
+pub struct ViolationQuery {
+    /// Inclusive lower bound of the violation start.
+    pub from_ms: Option<TimestampMs>,
+    /// Exclusive upper bound of the violation start.
+    pub to_ms: Option<TimestampMs>,
+    pub vin: Option<Vin>,
+    /// Exact rule id ("R3") or a rule family prefix ("R4" matches "R4.reagent_empty").
+    pub rule: Option<String>,
+}
+
+impl ViolationQuery {
+    pub fn matches(&self, v: &Violation) -> bool {
+        self.from_ms.is_none_or(|f| v.started_ms >= f)
+            && self.to_ms.is_none_or(|t| v.started_ms < t)
+            && self.vin.is_none_or(|vin| v.vin == vin)
+            && self.rule.as_deref().is_none_or(|r| {
+                v.rule == r || (v.rule.starts_with(r) && v.rule.as_bytes().get(r.len()) == Some(&b'.'))
+            })
+    }
+}
+
+/// Position in a newest-first violation listing: the last (started, id) returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViolationCursor {
+    pub started_ms: TimestampMs,
+    pub id: ViolationId,
+}
+
+impl ViolationCursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.started_ms, self.id.as_str())
+    }
+
+    pub fn decode(s: &str) -> Result<Self, StoreError> {
+        let (t, id) = s.split_once('.').ok_or(StoreError::BadCursor)?;
+        let started_ms = t.parse().map_err(|_| StoreError::BadCursor)?;
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::BadCursor);
+        }
+        Ok(ViolationCursor { started_ms, id: ViolationId(id.to_string()) })
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Writes a batch atomically (embedded) or idempotently (distributed); durable on return.
+    async fn commit(&self, batch: CommitBatch) -> Result<CommitOutcome, StoreError>;
+
+    /// A vehicle's records with `from_ms <= time < to_ms`, oldest first, at most `limit`.
+    async fn records(
+        &self,
+        vin: Vin,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+        limit: usize,
+    ) -> Result<Vec<TelemetryRecord>, StoreError>;
+
+    async fn vehicle_state(&self, vin: Vin) -> Result<Option<Vec<u8>>, StoreError>;
+
+    async fn upsert_vehicle(&self, vehicle: Vehicle) -> Result<(), StoreError>;
+    async fn vehicles(&self, after: Option<Vin>, limit: usize) -> Result<Vec<Vehicle>, StoreError>;
+
+    async fn upsert_enterprise(&self, enterprise: Enterprise) -> Result<(), StoreError>;
+    async fn enterprise(&self, id: &str) -> Result<Option<Enterprise>, StoreError>;
+    async fn enterprises(&self, after: Option<String>, limit: usize) -> Result<Vec<Enterprise>, StoreError>;
+
+    async fn violation(&self, id: &ViolationId) -> Result<Option<Violation>, StoreError>;
+    /// Newest first (by start time, then id), strictly after `cursor`.
+    async fn violations(
+        &self,
+        query: &ViolationQuery,
+        cursor: Option<ViolationCursor>,
+        limit: usize,
+    ) -> Result<Vec<Violation>, StoreError>;
+
+    /// Deletes telemetry older than `before_ms`; violations, states and registry are kept.
+    /// Returns the number of records removed.
+    async fn expire_records(&self, before_ms: TimestampMs) -> Result<u64, StoreError>;
+}
