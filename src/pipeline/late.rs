@@ -38,11 +38,12 @@ pub(super) async fn evaluate(
     let mut new_records = Vec::with_capacity(late.len());
     let mut duplicates = 0;
     for r in late {
-        if timeline.contains_key(&r.time_ms) {
-            duplicates += 1;
-        } else {
-            timeline.insert(r.time_ms, r.clone());
-            new_records.push(r);
+        match timeline.entry(r.time_ms) {
+            std::collections::btree_map::Entry::Occupied(_) => duplicates += 1,
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(r.clone());
+                new_records.push(r);
+            }
         }
     }
     new_records.dedup_by_key(|r| r.time_ms);

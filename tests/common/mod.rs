@@ -9,11 +9,13 @@ use tonic::transport::Channel;
 pub const T0: i64 = 1_761_926_400_000; // 2025-11-01T00:00:00+08:00
 
 pub fn config(dir: &Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    cfg.http_addr = "127.0.0.1:0".parse().unwrap();
-    cfg.data_dir = dir.to_path_buf();
-    cfg.retention_days = 0;
+    let mut cfg = Config {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        retention_days: 0,
+        ..Default::default()
+    };
     cfg.pipeline.workers = 2;
     cfg
 }
