@@ -2,6 +2,9 @@
 //! `tests/hj1239_fuzz_corpus.rs`, which replays the seed corpus and any regression inputs on every
 //! `cargo test`. It panics only when the codec breaks one of its invariants — that is its purpose.
 
+// The harness exists to panic when an invariant breaks.
+#![allow(clippy::panic)]
+
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 

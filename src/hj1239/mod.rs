@@ -51,6 +51,19 @@
 //! 0x80 body length ([`report::body_type`]), the gas-engine tail, the login/logout answer body
 //! ([`answer`]), DTC byte order ([`obd::Dtc`]), and the whole machinery layout ([`machinery`]).
 
+// Input comes from untrusted terminals: no unsafe, and no panicking shortcuts outside tests.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable
+    )
+)]
+
 pub mod answer;
 mod codec;
 pub mod crypto;
