@@ -204,12 +204,14 @@ impl Frame {
             Inspect::Complete { total } if total == bytes.len() => {
                 Ok(frame_from_checked(Bytes::copy_from_slice(bytes)))
             }
-            Inspect::Complete { total } => Err(super::FrameError::Truncated {
-                needed: total,
-                available: bytes.len(),
-                vin: header_vin(bytes),
-                excerpt: super::codec::hex_excerpt(bytes),
-            }),
+            // A valid frame followed by extra bytes: report the extra bytes as junk.
+            Inspect::Complete { total } => {
+                let extra = bytes.get(total..).unwrap_or_default();
+                Err(super::FrameError::Junk {
+                    skipped: extra.len(),
+                    excerpt: super::codec::hex_excerpt(extra),
+                })
+            }
             Inspect::NeedMore { needed } => Err(super::FrameError::Truncated {
                 needed,
                 available: bytes.len(),
@@ -294,6 +296,16 @@ mod tests {
         let bytes = f.to_bytes().unwrap();
         assert_eq!(*bytes.last().unwrap(), 0x5E);
         assert_eq!(Frame::parse(&bytes).unwrap(), f);
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(matches!(
+            Frame::parse(&longer),
+            Err(crate::hj1239::FrameError::Junk { skipped: 1, .. })
+        ));
+        assert!(matches!(
+            Frame::parse(&bytes[..10]),
+            Err(crate::hj1239::FrameError::Truncated { .. })
+        ));
     }
 
     #[test]
