@@ -540,4 +540,57 @@ mod tests {
         assert_eq!(codec.stats().frames_encoded, 1);
         let _ = Bytes::new();
     }
+
+    #[tokio::test]
+    async fn framed_over_a_duplex_stream() {
+        use crate::hj1239::{Answer, BodyLayout, Dialect, Message, TerminalTime};
+        use futures::{SinkExt, StreamExt};
+        use tokio::io::AsyncWriteExt;
+        use tokio_util::codec::Framed;
+
+        let (mut terminal, server) = tokio::io::duplex(64);
+        let mut framed = Framed::new(server, FrameCodec::new());
+        let writer = tokio::spawn(async move {
+            let mut bytes = b"noise".to_vec();
+            bytes.extend(logout());
+            let mut bad = logout();
+            bad[30] ^= 1;
+            bytes.extend(bad);
+            bytes.extend(logout());
+            for chunk in bytes.chunks(5) {
+                terminal.write_all(chunk).await.unwrap();
+            }
+            terminal
+        });
+        let mut got = Vec::new();
+        while got
+            .iter()
+            .filter(|d| matches!(d, Decoded::Frame(_)))
+            .count()
+            < 2
+        {
+            got.push(framed.next().await.unwrap().unwrap());
+        }
+        let kinds: Vec<&str> = got
+            .iter()
+            .map(|d| match d {
+                Decoded::Frame(_) => "frame",
+                Decoded::Dropped(e) => e.kind(),
+            })
+            .collect();
+        assert_eq!(kinds.first(), Some(&"junk"));
+        assert!(kinds.contains(&"bad_bcc"));
+        let Some(Decoded::Frame(req)) = got.into_iter().find(|d| matches!(d, Decoded::Frame(_)))
+        else {
+            panic!("no frame")
+        };
+        assert!(matches!(
+            Message::decode(&req, BodyLayout::Gb17691, Dialect::Vehicle),
+            Ok(Message::Logout(_))
+        ));
+        let answer = Answer::logout(TerminalTime::now().unwrap()).reply_to(&req);
+        framed.send(answer).await.unwrap();
+        assert_eq!(framed.codec().stats().frames_encoded, 1);
+        drop(writer.await.unwrap());
+    }
 }

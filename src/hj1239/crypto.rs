@@ -45,3 +45,49 @@ pub(crate) fn plaintext(frame: &Frame, decryptor: &dyn Decryptor) -> Result<Byte
         scheme => Err(MessageError::UnsupportedEncryption { scheme }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hj1239::{BodyLayout, Dialect, Message};
+
+    /// Test key store: "decrypts" SM2 frames of one VIN by XOR with 0x5A.
+    struct XorKeys(Vin);
+
+    impl Decryptor for XorKeys {
+        fn decrypt(
+            &self,
+            vin: &Vin,
+            scheme: Encryption,
+            c: &[u8],
+        ) -> Result<Option<Bytes>, DecryptError> {
+            if *vin != self.0 || scheme != Encryption::Sm2 {
+                return Ok(None);
+            }
+            Ok(Some(c.iter().map(|b| b ^ 0x5A).collect()))
+        }
+    }
+
+    #[test]
+    fn decrypts_with_configured_key_only() {
+        let vin = Vin([b'K'; 17]);
+        let plain = [0x18u8, 3, 15, 8, 30, 0, 0x00, 0x01];
+        let frame = Frame {
+            command: 0x04,
+            vin,
+            software_version: 1,
+            encryption: Encryption::Sm2,
+            data: plain.iter().map(|b| b ^ 0x5A).collect(),
+        };
+        let m = Message::decode_with(&frame, BodyLayout::Gb17691, Dialect::Vehicle, &XorKeys(vin))
+            .unwrap();
+        assert!(matches!(m, Message::Logout(l) if l.serial == 1));
+        let other = XorKeys(Vin([b'Z'; 17]));
+        assert_eq!(
+            Message::decode_with(&frame, BodyLayout::Gb17691, Dialect::Vehicle, &other),
+            Err(MessageError::EncryptedFrameNoKey {
+                scheme: Encryption::Sm2
+            })
+        );
+    }
+}
