@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of the code and the data flow.
 pub mod config;
 pub mod detect;
+pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod model;
@@ -16,7 +17,6 @@ pub mod proto {
     //! Code generated from `proto/smogwatch/v1/smogwatch.proto`.
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("smogwatch.v1");
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("smogwatch_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("smogwatch_descriptor");
 }
 pub mod hj1239;

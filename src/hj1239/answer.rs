@@ -39,6 +39,18 @@ pub enum Answer {
         /// Result code.
         result: u8,
     },
+    /// Answer to 0x02 / 0x03, sent once the report's records are durable, so a terminal that
+    /// misses it keeps the data for reissue. UNVERIFIED: the reference does not say whether
+    /// reports are answered; the body mirrors the login answer (report time + result), and
+    /// the gateway can switch these answers off (`hj1239.answer_reports`).
+    Report {
+        /// 0x02 or 0x03.
+        command: u8,
+        /// The report's own time, echoed so the terminal can match the answer.
+        time: TerminalTime,
+        /// Result code.
+        result: u8,
+    },
     /// Answer to 0x05: the platform time the terminal sets its clock to.
     TimeCalibration {
         /// Platform time (Beijing local).
@@ -49,20 +61,18 @@ pub enum Answer {
 impl Answer {
     /// Login answer: accepted or refused.
     pub fn login(time: TerminalTime, accepted: bool) -> Self {
-        let result = if accepted {
-            ANSWER_RESULT_SUCCESS
-        } else {
-            ANSWER_RESULT_FAILURE
-        };
+        let result = if accepted { ANSWER_RESULT_SUCCESS } else { ANSWER_RESULT_FAILURE };
         Answer::Login { time, result }
     }
 
     /// Logout answer (always accepted).
     pub fn logout(time: TerminalTime) -> Self {
-        Answer::Logout {
-            time,
-            result: ANSWER_RESULT_SUCCESS,
-        }
+        Answer::Logout { time, result: ANSWER_RESULT_SUCCESS }
+    }
+
+    /// Answer to a real-time (0x02) or reissue (0x03) report whose records are durable.
+    pub fn report(command: u8, report_time: TerminalTime) -> Self {
+        Answer::Report { command, time: report_time, result: ANSWER_RESULT_SUCCESS }
     }
 
     /// Time-calibration answer carrying the server time.
@@ -76,6 +86,7 @@ impl Answer {
             Answer::Login { .. } => command::LOGIN,
             Answer::Logout { .. } => command::LOGOUT,
             Answer::TimeCalibration { .. } => command::TIME_CALIBRATION,
+            Answer::Report { command, .. } => *command,
         }
     }
 
@@ -83,7 +94,9 @@ impl Answer {
     pub fn encode_data(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(7);
         match self {
-            Answer::Login { time, result } | Answer::Logout { time, result } => {
+            Answer::Login { time, result }
+            | Answer::Logout { time, result }
+            | Answer::Report { time, result, .. } => {
                 out.put_slice(&time.to_bytes());
                 if LOGIN_LOGOUT_ANSWER_HAS_RESULT {
                     out.put_u8(*result);
@@ -115,11 +128,8 @@ impl Answer {
         let mut r = Reader::new(&frame.data);
         let mut time_and_result = |what| -> Result<(TerminalTime, u8), MessageError> {
             let time = r.time(what)?;
-            let result = if LOGIN_LOGOUT_ANSWER_HAS_RESULT {
-                r.u8("answer result")?
-            } else {
-                ANSWER_RESULT_SUCCESS
-            };
+            let result =
+                if LOGIN_LOGOUT_ANSWER_HAS_RESULT { r.u8("answer result")? } else { ANSWER_RESULT_SUCCESS };
             Ok((time, result))
         };
         let answer = match frame.command {
@@ -131,14 +141,13 @@ impl Answer {
                 let (time, result) = time_and_result("logout answer time")?;
                 Answer::Logout { time, result }
             }
-            command::TIME_CALIBRATION => Answer::TimeCalibration {
-                time: r.time("calibration time")?,
-            },
+            c @ (command::REAL_TIME | command::REISSUE) => {
+                let (time, result) = time_and_result("report answer time")?;
+                Answer::Report { command: c, time, result }
+            }
+            command::TIME_CALIBRATION => Answer::TimeCalibration { time: r.time("calibration time")? },
             other => {
-                return Err(MessageError::UnexpectedCommand {
-                    command: other,
-                    expected: "platform answer",
-                })
+                return Err(MessageError::UnexpectedCommand { command: other, expected: "platform answer" })
             }
         };
         r.finish("platform answer")?;
@@ -153,18 +162,12 @@ mod tests {
     #[test]
     fn round_trips() {
         let t = TerminalTime::from_bytes([25, 1, 2, 3, 4, 5]).unwrap();
-        for a in [
-            Answer::login(t, true),
-            Answer::login(t, false),
-            Answer::logout(t),
-            Answer::time_calibration(t),
-        ] {
+        for a in
+            [Answer::login(t, true), Answer::login(t, false), Answer::logout(t), Answer::time_calibration(t)]
+        {
             let f = a.to_frame(Vin([b'V'; 17]), 3);
             assert_eq!(Answer::decode(&f), Ok(a));
         }
-        assert_eq!(
-            &Answer::time_calibration(t).encode_data()[..],
-            &[25, 1, 2, 3, 4, 5]
-        );
+        assert_eq!(&Answer::time_calibration(t).encode_data()[..], &[25, 1, 2, 3, 4, 5]);
     }
 }
