@@ -4,7 +4,9 @@
 //! whether this is late data), updates its own slice of [`VehicleState`] and pushes violation
 //! snapshots (open, then closed) to `out`. The pipeline persists the state together with the records
 //! and the violations in one commit, so a restart resumes every window where it was.
+pub mod episode;
 pub mod nox;
+pub mod smoke;
 pub mod window;
 
 use crate::model::{TelemetryRecord, TimestampMs, Vehicle, Violation};
@@ -33,6 +35,7 @@ pub trait Detector: Send + Sync {
 #[serde(default)]
 pub struct RulesConfig {
     pub nox: nox::NoxConfig,
+    pub smoke: smoke::SmokeConfig,
 }
 
 /// Per-vehicle state of every detector, persisted with each commit.
@@ -41,10 +44,11 @@ pub struct VehicleState {
     /// Newest record time evaluated live: anything at or before it is late data.
     pub last_time_ms: Option<TimestampMs>,
     pub nox: <nox::NoxDetector as Detector>::State,
+    pub smoke: <smoke::SmokeDetector as Detector>::State,
 }
 
 /// Format version of the persisted [`VehicleState`]; bump when its layout changes.
-const STATE_VERSION: u8 = 1;
+const STATE_VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -74,16 +78,21 @@ impl VehicleState {
 /// The set of detectors a worker runs, with their configuration.
 pub struct DetectorSet {
     nox: nox::NoxDetector,
+    smoke: smoke::SmokeDetector,
 }
 
 impl DetectorSet {
     pub fn new(cfg: &RulesConfig) -> Self {
-        DetectorSet { nox: nox::NoxDetector::new(cfg.nox.clone()) }
+        DetectorSet {
+            nox: nox::NoxDetector::new(cfg.nox.clone()),
+            smoke: smoke::SmokeDetector::new(cfg.smoke.clone()),
+        }
     }
 
     /// Runs every detector on one record. Records must come in time order per vehicle.
     pub fn observe(&self, state: &mut VehicleState, obs: &Observation<'_>, out: &mut Vec<Violation>) {
         self.nox.update(&mut state.nox, obs, out);
+        self.smoke.update(&mut state.smoke, obs, out);
         state.last_time_ms = Some(obs.record.time_ms.max(state.last_time_ms.unwrap_or(i64::MIN)));
     }
 }
@@ -119,6 +128,21 @@ pub(crate) mod testkit {
             obd: None,
             opacity_k: None,
             stream_kind: EngineStreamKind::Diesel,
+        }
+    }
+
+    /// A diesel non-road machine (Stage III, 75 kW) with the given registration code.
+    pub fn machine(registration_code: &str) -> Vehicle {
+        Vehicle {
+            plate: String::new(),
+            kind: VehicleKind::NonRoadMachine,
+            machine_type: "excavator".into(),
+            fuel: Fuel::Diesel,
+            emission_stage: EmissionStage::NonRoadIII,
+            rated_power_kw: Some(75.0),
+            registration_code: registration_code.into(),
+            city_code: "330500".into(),
+            ..Vehicle::new(vin())
         }
     }
 
