@@ -7,6 +7,7 @@
 pub mod episode;
 pub mod nox;
 pub mod smoke;
+pub mod tamper;
 pub mod window;
 
 use crate::model::{TelemetryRecord, TimestampMs, Vehicle, Violation};
@@ -36,6 +37,7 @@ pub trait Detector: Send + Sync {
 pub struct RulesConfig {
     pub nox: nox::NoxConfig,
     pub smoke: smoke::SmokeConfig,
+    pub tamper: tamper::TamperConfig,
 }
 
 /// Per-vehicle state of every detector, persisted with each commit.
@@ -45,6 +47,7 @@ pub struct VehicleState {
     pub last_time_ms: Option<TimestampMs>,
     pub nox: <nox::NoxDetector as Detector>::State,
     pub smoke: <smoke::SmokeDetector as Detector>::State,
+    pub tamper: <tamper::TamperDetector as Detector>::State,
 }
 
 /// Format version of the persisted [`VehicleState`]; bump when its layout changes.
@@ -79,6 +82,7 @@ impl VehicleState {
 pub struct DetectorSet {
     nox: nox::NoxDetector,
     smoke: smoke::SmokeDetector,
+    tamper: tamper::TamperDetector,
 }
 
 impl DetectorSet {
@@ -86,6 +90,7 @@ impl DetectorSet {
         DetectorSet {
             nox: nox::NoxDetector::new(cfg.nox.clone()),
             smoke: smoke::SmokeDetector::new(cfg.smoke.clone()),
+            tamper: tamper::TamperDetector::new(cfg.tamper.clone()),
         }
     }
 
@@ -93,6 +98,7 @@ impl DetectorSet {
     pub fn observe(&self, state: &mut VehicleState, obs: &Observation<'_>, out: &mut Vec<Violation>) {
         self.nox.update(&mut state.nox, obs, out);
         self.smoke.update(&mut state.smoke, obs, out);
+        self.tamper.update(&mut state.tamper, obs, out);
         state.last_time_ms = Some(obs.record.time_ms.max(state.last_time_ms.unwrap_or(i64::MIN)));
     }
 }
