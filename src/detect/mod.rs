@@ -6,6 +6,7 @@
 //! and the violations in one commit, so a restart resumes every window where it was.
 pub mod episode;
 pub mod nox;
+pub mod offline;
 pub mod smoke;
 pub mod tamper;
 pub mod window;
@@ -38,6 +39,7 @@ pub struct RulesConfig {
     pub nox: nox::NoxConfig,
     pub smoke: smoke::SmokeConfig,
     pub tamper: tamper::TamperConfig,
+    pub offline: offline::OfflineConfig,
 }
 
 /// Per-vehicle state of every detector, persisted with each commit.
@@ -48,6 +50,7 @@ pub struct VehicleState {
     pub nox: <nox::NoxDetector as Detector>::State,
     pub smoke: <smoke::SmokeDetector as Detector>::State,
     pub tamper: <tamper::TamperDetector as Detector>::State,
+    pub offline: <offline::OfflineDetector as Detector>::State,
 }
 
 /// Format version of the persisted [`VehicleState`]; bump when its layout changes.
@@ -83,6 +86,7 @@ pub struct DetectorSet {
     nox: nox::NoxDetector,
     smoke: smoke::SmokeDetector,
     tamper: tamper::TamperDetector,
+    offline: offline::OfflineDetector,
 }
 
 impl DetectorSet {
@@ -91,6 +95,7 @@ impl DetectorSet {
             nox: nox::NoxDetector::new(cfg.nox.clone()),
             smoke: smoke::SmokeDetector::new(cfg.smoke.clone()),
             tamper: tamper::TamperDetector::new(cfg.tamper.clone()),
+            offline: offline::OfflineDetector::new(cfg.offline.clone()),
         }
     }
 
@@ -99,6 +104,7 @@ impl DetectorSet {
         self.nox.update(&mut state.nox, obs, out);
         self.smoke.update(&mut state.smoke, obs, out);
         self.tamper.update(&mut state.tamper, obs, out);
+        self.offline.update(&mut state.offline, obs, out);
         state.last_time_ms = Some(obs.record.time_ms.max(state.last_time_ms.unwrap_or(i64::MIN)));
     }
 }
