@@ -4,6 +4,20 @@
 //! whether this is late data), updates its own slice of [`VehicleState`] and pushes violation
 //! snapshots (open, then closed) to `out`. The pipeline persists the state together with the records
 //! and the violations in one commit, so a restart resumes every window where it was.
+//!
+//! | module | rules | driven by |
+//! |---|---|---|
+//! | [`smoke`] | R2.opacity, R2.roadside ([`smoke::evaluate_roadside`]) | records; roadside submissions |
+//! | [`nox`] | R3 | records |
+//! | [`tamper`] | R4.scr_ineffective, R4.reagent_empty, R4.dpf_bypass, R4.mil_on, R4.ecu_vin_mismatch, R4.cvn_changed | records |
+//! | [`offline`] | R5.offline, R5.time_jump | records, [`DetectorSet::tick`], login / logout / reissue hooks |
+//! | [`machinery`] | R6.unregistered | records, [`DetectorSet::tick`] |
+//!
+//! R1 and R6 banned-stage-in-zone live in the geofence engine. Every violation is emitted as
+//! snapshots of one episode sharing a deterministic id (`Open` when proven, `Closed` at the end;
+//! instantaneous events such as a CVN change emit both at once; a roadside violation is emitted
+//! `Closed` only). The pipeline upserts snapshots by id. Thresholds in each violation say which
+//! numbers are standard limits, policy defaults or UNVERIFIED (see docs/rules.md).
 pub mod episode;
 pub mod machinery;
 pub mod nox;
