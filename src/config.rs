@@ -121,8 +121,9 @@ pub enum Tablets {
 #[serde(default)]
 pub struct ScyllaConfig {
     /// Contact points `host:port`. A TOML list, or one comma-separated string (handy in
-    /// `SMOGWATCH_STORE__SCYLLA__URIS=scylla-1:9042,scylla-2:9042`). `uri` is accepted as an alias.
-    #[serde(alias = "uri", deserialize_with = "string_or_list")]
+    /// `SMOGWATCH_STORE__SCYLLA__URIS=scylla-1:9042,scylla-2:9042`). (No `uri` alias: figment
+    /// layers the defaults' `uris` under the file, and an alias would make that a duplicate.)
+    #[serde(deserialize_with = "string_or_list")]
     pub uris: Vec<String>,
     pub keyspace: String,
     pub replication: Replication,
@@ -249,7 +250,7 @@ replication = { strategy = "network_topology", factors = { hz = 3, nb = 2 } }
         );
         std::fs::write(
             &p,
-            "[store.scylla]\nuri = [\"a:1\"]\nreplication = { strategy = \"simple\", factor = 1 }\n",
+            "[store.scylla]\nuris = \"a:1\"\nreplication = { strategy = \"simple\", factor = 1 }\n",
         )
         .unwrap();
         let c = Config::load(Some(&p)).unwrap();

@@ -179,3 +179,34 @@ impl RunningServer {
         tracing::info!("smogwatch stopped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "scylla"))]
+    #[tokio::test]
+    async fn scylla_kind_without_the_feature_is_a_clear_startup_error() {
+        let mut cfg = Config::default();
+        cfg.store.kind = StoreKind::Scylla;
+        match open_store(&cfg).await {
+            Err(e @ ServerError::ScyllaNotBuilt) => assert!(e.to_string().contains("--features scylla")),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a build without the scylla feature must refuse store.kind = scylla"),
+        }
+    }
+
+    #[cfg(feature = "scylla")]
+    #[tokio::test]
+    async fn scylla_kind_with_an_unreachable_cluster_fails_start() {
+        let mut cfg = Config::default();
+        cfg.store.kind = StoreKind::Scylla;
+        cfg.store.scylla.uris = vec!["127.0.0.1:1".into()];
+        cfg.store.scylla.connect_timeout_ms = 500;
+        match open_store(&cfg).await {
+            Err(ServerError::Store(StoreError::Engine(msg))) => assert!(msg.contains("connecting"), "{msg}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("nothing listens on 127.0.0.1:1"),
+        }
+    }
+}

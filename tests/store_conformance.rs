@@ -165,7 +165,9 @@ pub mod cases {
         assert_eq!(s.vehicle_state(a).await.unwrap(), Some(vec![1]));
         assert_eq!(s.vehicle_state(b).await.unwrap(), Some(vec![2; 300]));
         // Newer state replaces older, including twice in one group commit (last wins).
-        s.commit(CommitBatch { states: vec![(a, vec![3]), (a, vec![4])], ..Default::default() }).await.unwrap();
+        s.commit(CommitBatch { states: vec![(a, vec![3]), (a, vec![4])], ..Default::default() })
+            .await
+            .unwrap();
         assert_eq!(s.vehicle_state(a).await.unwrap(), Some(vec![4]));
         assert_eq!(s.vehicle_state(vin(3)).await.unwrap(), None);
     }
@@ -233,7 +235,7 @@ pub mod cases {
         let t = yesterday_midnight() + 3_600_000;
         let open = violation(a, "R3", t);
         let out = s.commit(upserts(std::slice::from_ref(&open))).await.unwrap();
-        assert_eq!(out.written_violations, [open.clone()]);
+        assert_eq!(out.written_violations, std::slice::from_ref(&open));
         let mut closed = open.clone();
         closed.status = ViolationStatus::Closed;
         closed.ended_ms = Some(t + 600_000);
@@ -271,7 +273,10 @@ pub mod cases {
         assert_eq!(s.violation(&live.id).await.unwrap(), Some(live.clone()));
         // Retrying the same late write changes nothing and reports nothing.
         let out = s
-            .commit(CommitBatch { violations: vec![ViolationWrite::InsertIfAbsent(fresh.clone())], ..Default::default() })
+            .commit(CommitBatch {
+                violations: vec![ViolationWrite::InsertIfAbsent(fresh.clone())],
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert!(out.written_violations.is_empty());
@@ -312,7 +317,8 @@ pub mod cases {
         let s = &*h.store;
         let vs = spread();
         s.commit(upserts(&vs)).await.unwrap();
-        let expect = |f: &dyn Fn(&Violation) -> bool| newest_first(vs.iter().filter(|v| f(v)).cloned().collect());
+        let expect =
+            |f: &dyn Fn(&Violation) -> bool| newest_first(vs.iter().filter(|v| f(v)).cloned().collect());
 
         let q = ViolationQuery { vin: Some(vin(2)), ..Default::default() };
         assert_eq!(ids(&list_all(s, &q, 3).await), expect(&|v| v.vin == vin(2)));
@@ -332,12 +338,8 @@ pub mod cases {
         assert_eq!(ids(&got), expect(&|v| v.started_ms >= from && v.started_ms < to));
         assert!(got.iter().any(|v| v.started_ms == from) && got.iter().all(|v| v.started_ms != to));
 
-        let q = ViolationQuery {
-            vin: Some(vin(1)),
-            rule: Some("R4".into()),
-            from_ms: Some(from),
-            to_ms: None,
-        };
+        let q =
+            ViolationQuery { vin: Some(vin(1)), rule: Some("R4".into()), from_ms: Some(from), to_ms: None };
         assert_eq!(
             ids(&list_all(s, &q, 2).await),
             expect(&|v| v.vin == vin(1) && q.matches(v) && v.started_ms >= from)
@@ -362,7 +364,8 @@ pub mod cases {
         .await
         .unwrap();
         let removed = s.expire_records(mid - DAY).await.unwrap();
-        let left: Vec<i64> = s.records(a, mid - 10 * DAY, mid + DAY, 100).await.unwrap().iter().map(|r| r.time_ms).collect();
+        let left: Vec<i64> =
+            s.records(a, mid - 10 * DAY, mid + DAY, 100).await.unwrap().iter().map(|r| r.time_ms).collect();
         match h.retention {
             Retention::Sweep => {
                 assert_eq!(removed, old.len() as u64);
@@ -401,7 +404,8 @@ async fn scylla_harness(case: &str) -> (Harness, smogwatch::store::scylla::Scyll
         replication: Replication::Simple { factor: 1 },
         ..Default::default()
     };
-    let store = smogwatch::store::scylla::ScyllaStore::connect(&cfg, 30).await.expect("scylla store connects");
+    let store =
+        smogwatch::store::scylla::ScyllaStore::connect(&cfg, 30).await.expect("scylla store connects");
     println!("scylla conformance {case}: keyspace {} on {uris}", cfg.keyspace);
     (Harness { store: Arc::new(store.clone()), retention: Retention::Ttl }, store)
 }

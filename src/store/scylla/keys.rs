@@ -99,7 +99,7 @@ mod tests {
         assert_eq!(day_bucket(t), day_bucket(t - 1) + 1);
         assert_eq!(day_start_ms(day_bucket(t)), t);
         assert_eq!(day_bucket(t + DAY_MS - 1), day_bucket(t));
-        assert_eq!(day_bucket(i64::MIN), i32::MIN.max(day_bucket(i64::MIN)));
+        assert!(day_bucket(i64::MIN) < 0 && day_bucket(i64::MAX) > 0, "saturates, never panics");
     }
 
     #[test]

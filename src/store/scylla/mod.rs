@@ -72,30 +72,53 @@ pub enum ScyllaError {
     #[error("scylla configuration: {0}")]
     Config(String),
     #[error("connecting to scylla: {0}")]
-    Connect(#[from] NewSessionError),
+    Connect(#[source] Box<NewSessionError>),
     #[error("preparing a statement: {0}")]
-    Prepare(#[from] PrepareError),
+    Prepare(#[source] Box<PrepareError>),
     #[error("executing a statement: {0}")]
-    Execute(#[from] ExecutionError),
+    Execute(#[source] Box<ExecutionError>),
     #[error("starting a paged read: {0}")]
-    Pager(#[from] PagerExecutionError),
+    Pager(#[source] Box<PagerExecutionError>),
     #[error("reading a page: {0}")]
-    NextRow(#[from] NextRowError),
+    NextRow(#[source] Box<NextRowError>),
     #[error("result has unexpected column types: {0}")]
-    TypeCheck(#[from] TypeCheckError),
+    TypeCheck(#[source] Box<TypeCheckError>),
     #[error("result is not rows: {0}")]
-    IntoRows(#[from] IntoRowsResultError),
+    IntoRows(#[source] Box<IntoRowsResultError>),
     #[error("decoding rows: {0}")]
-    Rows(#[from] RowsError),
+    Rows(#[source] Box<RowsError>),
     #[error("decoding a row: {0}")]
-    FirstRow(#[from] MaybeFirstRowError),
+    FirstRow(#[source] Box<MaybeFirstRowError>),
     #[error("waiting for schema agreement: {0}")]
-    SchemaAgreement(#[from] SchemaAgreementError),
+    SchemaAgreement(#[source] Box<SchemaAgreementError>),
     #[error("schema migration {version}: {detail}")]
     Migration { version: i32, detail: String },
     #[error("unexpected lightweight-transaction result: {0}")]
     Lwt(String),
 }
+
+/// The driver's errors are large (hundreds of bytes); boxed so that every `Result` stays small.
+macro_rules! boxed_from {
+    ($($ty:ident => $variant:ident),* $(,)?) => {
+        $(impl From<$ty> for ScyllaError {
+            fn from(e: $ty) -> Self {
+                ScyllaError::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+boxed_from!(
+    NewSessionError => Connect,
+    PrepareError => Prepare,
+    ExecutionError => Execute,
+    PagerExecutionError => Pager,
+    NextRowError => NextRow,
+    TypeCheckError => TypeCheck,
+    IntoRowsResultError => IntoRows,
+    RowsError => Rows,
+    MaybeFirstRowError => FirstRow,
+    SchemaAgreementError => SchemaAgreement,
+);
 
 impl From<ScyllaError> for StoreError {
     fn from(e: ScyllaError) -> Self {
