@@ -105,14 +105,16 @@ pub enum SerialConsistencyLevel {
     LocalSerial,
 }
 
-/// Tablets (ScyllaDB 6+) for the keyspace. `default` leaves the cluster's choice; `disabled`
-/// forces vnodes, for clusters whose version does not yet support LWT on tablet keyspaces.
+/// Tablets (ScyllaDB 6+) for the keyspace. Disabled by default because ScyllaDB (through 2025.3
+/// at least) does not support LWT in tablet keyspaces, and late violations are written with an
+/// LWT. `default` omits the clause (needed on ScyllaDB < 6.0, which does not know it); `enabled`
+/// only once the cluster supports LWT on tablets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tablets {
-    #[default]
     Default,
     Enabled,
+    #[default]
     Disabled,
 }
 
@@ -150,7 +152,7 @@ impl Default for ScyllaConfig {
             uris: vec!["127.0.0.1:9042".into()],
             keyspace: "smogwatch".into(),
             replication: Replication::default(),
-            tablets: Tablets::Default,
+            tablets: Tablets::Disabled,
             local_dc: None,
             consistency: ConsistencyLevel::LocalQuorum,
             serial_consistency: SerialConsistencyLevel::LocalSerial,

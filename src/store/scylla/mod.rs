@@ -12,7 +12,11 @@
 //!   serial read) so they never overwrite a live one; index rows follow only when it applied.
 //!   Late detections are rare, which is what makes that cost acceptable. Live upserts are plain
 //!   writes; mixing them with the LWT on the same row is linearizable only against the LWT's own
-//!   read, which is fine here: a live snapshot is always the one that should win.
+//!   read, which is fine here: a live snapshot is always the one that should win. (An LWT write
+//!   takes its timestamp from the Paxos ballot, not from the client generator; it only ever
+//!   writes an absent row, so there is no older client-timestamped value for it to lose to.)
+//!   ScyllaDB does not support LWT in tablet keyspaces: the keyspace is created with tablets
+//!   disabled by default (`store.scylla.tablets`).
 //! - **Consistency** is configurable (default `LOCAL_QUORUM`, serial `LOCAL_SERIAL`): with RF 3
 //!   an acknowledged commit survives the loss of any one replica. Scylla's commitlog syncs
 //!   periodically (10 s by default), so "durable" here means "on a quorum of replicas", not

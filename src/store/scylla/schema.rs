@@ -326,7 +326,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn cfg(replication: Replication) -> ScyllaConfig {
-        ScyllaConfig { replication, keyspace: "smogwatch".into(), ..Default::default() }
+        ScyllaConfig {
+            replication,
+            keyspace: "smogwatch".into(),
+            tablets: Tablets::Default,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -345,6 +350,9 @@ mod tests {
         assert!(nts.ends_with("AND tablets = {'enabled': false}"));
         assert!(keyspace_cql(&cfg(Replication::Simple { factor: 0 })).is_err());
         assert!(keyspace_cql(&cfg(Replication::NetworkTopology { factors: BTreeMap::new() })).is_err());
+        // The shipped default: vnodes, because late violations use LWT.
+        let default = keyspace_cql(&ScyllaConfig::default()).unwrap();
+        assert!(default.ends_with("AND durable_writes = true AND tablets = {'enabled': false}"), "{default}");
         let mut bad = cfg(Replication::Simple { factor: 1 });
         bad.keyspace = "x; DROP KEYSPACE y".into();
         assert!(keyspace_cql(&bad).is_err());
