@@ -6,6 +6,7 @@ use crate::pipeline::PipelineConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -14,9 +15,10 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    /// Embedded store directory.
+    /// Embedded store directory (only used when `store.kind = "embedded"`).
     pub data_dir: PathBuf,
     /// Telemetry older than this is deleted (violations and audit are kept); 0 = keep forever.
+    /// The embedded store sweeps hourly; ScyllaDB expires rows by TTL (see `store.scylla`).
     pub retention_days: u32,
     /// Batches of one gRPC stream being made durable at once.
     pub max_in_flight_batches: usize,
@@ -26,6 +28,7 @@ pub struct Config {
     pub rules: RulesConfig,
     /// HJ 1239 / GB 17691 terminal gateway (TCP).
     pub hj1239: GatewayConfig,
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -40,8 +43,152 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             rules: RulesConfig::default(),
             hj1239: GatewayConfig::default(),
+            store: StoreConfig::default(),
         }
     }
+}
+
+/// Which storage backend the service runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// One redb file under `data_dir`: a single node, no external dependency.
+    #[default]
+    Embedded,
+    /// A ScyllaDB cluster (needs a binary built with `--features scylla`): several stateless
+    /// smogwatch nodes share it.
+    Scylla,
+}
+
+/// `[store]`: backend selection and the ScyllaDB settings. The ScyllaDB part is parsed even in a
+/// build without the `scylla` feature so that such a build can say clearly why it will not start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub scylla: ScyllaConfig,
+}
+
+/// Keyspace replication. Rendered into `CREATE KEYSPACE ... WITH replication = {...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "strategy", rename_all = "snake_case")]
+pub enum Replication {
+    /// One data centre, e.g. development or a single-DC test cluster.
+    Simple { factor: u32 },
+    /// Production: a replication factor per data centre (`{ dc1 = 3, dc2 = 3 }`).
+    NetworkTopology { factors: BTreeMap<String, u32> },
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication::Simple { factor: 3 }
+    }
+}
+
+/// CQL consistency levels this service accepts for regular reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsistencyLevel {
+    One,
+    Two,
+    Three,
+    Quorum,
+    #[default]
+    LocalQuorum,
+    EachQuorum,
+    All,
+    LocalOne,
+}
+
+/// Serial consistency for the lightweight transactions (late violations, `IF NOT EXISTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SerialConsistencyLevel {
+    Serial,
+    #[default]
+    LocalSerial,
+}
+
+/// Tablets (ScyllaDB 6+) for the keyspace. Disabled by default because ScyllaDB (through 2025.3
+/// at least) does not support LWT in tablet keyspaces, and late violations are written with an
+/// LWT. `default` omits the clause (needed on ScyllaDB < 6.0, which does not know it); `enabled`
+/// only once the cluster supports LWT on tablets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tablets {
+    Default,
+    Enabled,
+    #[default]
+    Disabled,
+}
+
+/// `[store.scylla]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScyllaConfig {
+    /// Contact points `host:port`. A TOML list, or one comma-separated string (handy in
+    /// `SMOGWATCH_STORE__SCYLLA__URIS=scylla-1:9042,scylla-2:9042`). (No `uri` alias: figment
+    /// layers the defaults' `uris` under the file, and an alias would make that a duplicate.)
+    #[serde(deserialize_with = "string_or_list")]
+    pub uris: Vec<String>,
+    pub keyspace: String,
+    pub replication: Replication,
+    pub tablets: Tablets,
+    /// Data centre whose replicas are preferred (and, without failover, the only ones used).
+    /// Unset: every node counts as local, which is right for a single-DC cluster.
+    pub local_dc: Option<String>,
+    pub consistency: ConsistencyLevel,
+    pub serial_consistency: SerialConsistencyLevel,
+    /// Telemetry time-to-live in days; unset = `retention_days`. 0 = keep forever.
+    pub telemetry_ttl_days: Option<u32>,
+    /// Per-request client timeout.
+    pub request_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Concurrent requests one commit or read keeps in flight.
+    pub max_concurrency: usize,
+    /// How far back an unbounded violation listing looks (no `from` given).
+    pub violations_lookback_days: u32,
+}
+
+impl Default for ScyllaConfig {
+    fn default() -> Self {
+        ScyllaConfig {
+            uris: vec!["127.0.0.1:9042".into()],
+            keyspace: "smogwatch".into(),
+            replication: Replication::default(),
+            tablets: Tablets::Disabled,
+            local_dc: None,
+            consistency: ConsistencyLevel::LocalQuorum,
+            serial_consistency: SerialConsistencyLevel::LocalSerial,
+            telemetry_ttl_days: None,
+            request_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            max_concurrency: 64,
+            violations_lookback_days: 366,
+        }
+    }
+}
+
+impl ScyllaConfig {
+    /// The effective telemetry TTL in seconds (0 = none), given the service-wide retention.
+    pub fn telemetry_ttl_s(&self, retention_days: u32) -> i64 {
+        i64::from(self.telemetry_ttl_days.unwrap_or(retention_days)) * 86_400
+    }
+}
+
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => {
+            s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        }
+        OneOrMany::Many(v) => v,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,5 +222,47 @@ mod tests {
         std::fs::write(&p, "grpc_addr = 12").unwrap();
         assert!(Config::load(Some(&p)).is_err());
         assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn store_section_parses_both_backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.store.kind, StoreKind::Embedded);
+        std::fs::write(
+            &p,
+            r#"
+[store]
+kind = "scylla"
+[store.scylla]
+uris = "scylla-1:9042, scylla-2:9042"
+keyspace = "sw"
+consistency = "quorum"
+telemetry_ttl_days = 30
+replication = { strategy = "network_topology", factors = { hz = 3, nb = 2 } }
+"#,
+        )
+        .unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(c.store.kind, StoreKind::Scylla);
+        assert_eq!(c.store.scylla.uris, ["scylla-1:9042", "scylla-2:9042"]);
+        assert_eq!(c.store.scylla.consistency, ConsistencyLevel::Quorum);
+        assert_eq!(c.store.scylla.serial_consistency, SerialConsistencyLevel::LocalSerial);
+        assert_eq!(c.store.scylla.telemetry_ttl_s(180), 30 * 86_400);
+        assert_eq!(
+            c.store.scylla.replication,
+            Replication::NetworkTopology { factors: [("hz".into(), 3), ("nb".into(), 2)].into() }
+        );
+        std::fs::write(
+            &p,
+            "[store.scylla]\nuris = \"a:1\"\nreplication = { strategy = \"simple\", factor = 1 }\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(c.store.scylla.uris, ["a:1"]);
+        assert_eq!(c.store.scylla.telemetry_ttl_s(180), 180 * 86_400);
+        std::fs::write(&p, "[store]\nkind = \"cassandra\"\n").unwrap();
+        assert!(Config::load(Some(&p)).is_err());
     }
 }

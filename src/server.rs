@@ -1,6 +1,6 @@
 //! Wires the service together and runs it until shut down. Used by the binary and by the
 //! end-to-end tests, which start the real server on 127.0.0.1 with port 0.
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::detect::DetectorSet;
 use crate::grpc::{ingest::IngestService, registry_svc::RegistryService, violations_svc::ViolationsService};
 use crate::pipeline::Pipeline;
@@ -25,6 +25,28 @@ pub enum ServerError {
     Sample(#[from] crate::registry::RegistryError),
     #[error("reflection service: {0}")]
     Reflection(String),
+    #[error(
+        "store.kind = \"scylla\" but this binary was built without ScyllaDB support; \
+         rebuild with `cargo build --release --features scylla` or set store.kind = \"embedded\""
+    )]
+    ScyllaNotBuilt,
+}
+
+/// Opens the configured backend.
+pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    match cfg.store.kind {
+        StoreKind::Embedded => {
+            tracing::info!(data_dir = %cfg.data_dir.display(), "opening embedded store");
+            Ok(Arc::new(EmbeddedStore::open(&cfg.data_dir)?))
+        }
+        #[cfg(feature = "scylla")]
+        StoreKind::Scylla => {
+            let s = crate::store::scylla::ScyllaStore::connect(&cfg.store.scylla, cfg.retention_days).await?;
+            Ok(Arc::new(s))
+        }
+        #[cfg(not(feature = "scylla"))]
+        StoreKind::Scylla => Err(ServerError::ScyllaNotBuilt),
+    }
 }
 
 /// A started server. Drop does not stop it; call `shutdown`.
@@ -46,12 +68,12 @@ pub struct Options {
 
 pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerError> {
     crate::http::prometheus();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&cfg.data_dir)?);
+    let store = open_store(&cfg).await?;
     let registry = Registry::load(store.clone()).await?;
     if opts.sample_data {
         crate::sample::load(&registry, &*store).await?;
     }
-    tracing::info!(vehicles = registry.len(), data_dir = %cfg.data_dir.display(), "registry loaded");
+    tracing::info!(vehicles = registry.len(), store = ?cfg.store.kind, "registry loaded");
     let detectors = Arc::new(DetectorSet::new(&cfg.rules));
     let pipeline = Pipeline::start(store.clone(), registry.clone(), detectors, &cfg.pipeline);
 
@@ -127,7 +149,9 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         );
         tasks.push(tokio::spawn(gw));
     }
-    if cfg.retention_days > 0 {
+    // ScyllaDB expires telemetry by TTL (set from the same retention); only the embedded store
+    // needs the hourly sweep.
+    if cfg.retention_days > 0 && cfg.store.kind == StoreKind::Embedded {
         tasks.push(tokio::spawn(retention(store.clone(), cfg.retention_days, shutdown_rx.clone())));
     }
     tracing::info!(%grpc_addr, %http_addr, ?hj1239_addr, "smogwatch serving");
@@ -174,5 +198,36 @@ impl RunningServer {
         }
         self.pipeline.shutdown().await;
         tracing::info!("smogwatch stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "scylla"))]
+    #[tokio::test]
+    async fn scylla_kind_without_the_feature_is_a_clear_startup_error() {
+        let mut cfg = Config::default();
+        cfg.store.kind = StoreKind::Scylla;
+        match open_store(&cfg).await {
+            Err(e @ ServerError::ScyllaNotBuilt) => assert!(e.to_string().contains("--features scylla")),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a build without the scylla feature must refuse store.kind = scylla"),
+        }
+    }
+
+    #[cfg(feature = "scylla")]
+    #[tokio::test]
+    async fn scylla_kind_with_an_unreachable_cluster_fails_start() {
+        let mut cfg = Config::default();
+        cfg.store.kind = StoreKind::Scylla;
+        cfg.store.scylla.uris = vec!["127.0.0.1:1".into()];
+        cfg.store.scylla.connect_timeout_ms = 500;
+        match open_store(&cfg).await {
+            Err(ServerError::Store(StoreError::Engine(msg))) => assert!(msg.contains("connecting"), "{msg}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("nothing listens on 127.0.0.1:1"),
+        }
     }
 }

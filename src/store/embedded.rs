@@ -101,6 +101,9 @@ fn scan_violations<'a>(
     limit: usize,
 ) -> Result<Vec<Violation>, StoreError> {
     let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
     for entry in index.rev() {
         let (k, _) = entry?;
         let key = k.value();

@@ -6,6 +6,8 @@
 //! (embedded) or idempotent (ScyllaDB: every write is an upsert keyed by natural ids).
 pub mod codec;
 pub mod embedded;
+#[cfg(feature = "scylla")]
+pub mod scylla;
 
 use crate::model::{Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation, ViolationId};
 use async_trait::async_trait;
@@ -84,9 +86,15 @@ impl ViolationQuery {
         self.from_ms.is_none_or(|f| v.started_ms >= f)
             && self.to_ms.is_none_or(|t| v.started_ms < t)
             && self.vin.is_none_or(|vin| v.vin == vin)
-            && self.rule.as_deref().is_none_or(|r| {
-                v.rule == r || (v.rule.starts_with(r) && v.rule.as_bytes().get(r.len()) == Some(&b'.'))
-            })
+            && self.matches_rule(&v.rule)
+    }
+
+    /// The rule filter alone: exact id, or a family prefix followed by `.` ("R4" ⊃ "R4.x").
+    /// Separate so that an index that stores the rule can filter before fetching bodies.
+    pub fn matches_rule(&self, rule: &str) -> bool {
+        self.rule
+            .as_deref()
+            .is_none_or(|r| rule == r || (rule.starts_with(r) && rule.as_bytes().get(r.len()) == Some(&b'.')))
     }
 }
 
