@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the map of the code and the data flow.
 pub mod detect;
+pub mod geofence;
 pub mod model;
 
 pub mod proto {
