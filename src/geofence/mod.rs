@@ -11,6 +11,7 @@
 //!   passages, over a small serialisable [`ZoneTrackState`].
 pub mod exemption;
 pub mod gcj02;
+pub mod geojson_import;
 pub mod import;
 pub mod index;
 pub mod pip;
@@ -19,6 +20,10 @@ pub mod schedule;
 pub mod zone;
 
 pub use exemption::{import_exemptions, Exemption, ExemptionBook, ExemptionImport, ExemptionSubject};
+pub use geojson_import::{
+    import_zones, load_zone_set, CoordinateSystem, FeatureError, FeatureErrorKind, ImportOptions, LoadError,
+    LoadReport, RingRef, WindingPolicy, ZoneImport, ZoneImportError,
+};
 pub use import::{ImportMode, RecordError, RecordRef};
 pub use index::{ZoneIdx, ZoneSet, ZoneSetError};
 pub use registry::ZoneRegistry;
