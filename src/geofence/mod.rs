@@ -17,6 +17,7 @@ pub mod index;
 pub mod pip;
 pub mod registry;
 pub mod schedule;
+pub mod tracker;
 pub mod zone;
 
 pub use exemption::{import_exemptions, Exemption, ExemptionBook, ExemptionImport, ExemptionSubject};
@@ -28,4 +29,7 @@ pub use import::{ImportMode, RecordError, RecordRef};
 pub use index::{ZoneIdx, ZoneSet, ZoneSetError};
 pub use registry::ZoneRegistry;
 pub use schedule::{ClockTime, Day, DaySet, Schedule, WeeklyWindow};
+pub use tracker::{
+    EndReason, ParkPassage, PassageDirection, TrackPoint, TrackerConfig, ZoneTrackState, ZoneTracker,
+};
 pub use zone::{Applicability, Zone, ZoneError, ZoneKind, RULE_R1, RULE_R6_BANNED_STAGE};

@@ -92,11 +92,15 @@ impl Applicability {
         Applicability { kinds: vec![VehicleKind::Truck], ..Default::default() }
     }
 
+    /// Kind and fuel filters only (what a park uses: it counts every truck, whatever its stage).
+    pub fn matches_kind_and_fuel(&self, v: &Vehicle) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&v.kind))
+            && (self.fuels.is_empty() || self.fuels.contains(&v.fuel))
+    }
+
+    /// Kind, fuel and emission-stage filters (restriction and machinery zones).
     pub fn matches(&self, v: &Vehicle) -> bool {
-        if !self.kinds.is_empty() && !self.kinds.contains(&v.kind) {
-            return false;
-        }
-        if !self.fuels.is_empty() && !self.fuels.contains(&v.fuel) {
+        if !self.matches_kind_and_fuel(v) {
             return false;
         }
         match v.kind {
@@ -178,9 +182,13 @@ impl Zone {
             && self.schedule.contains(t)
     }
 
-    /// The zone restricts this vehicle (parks: the vehicle's passages are counted).
+    /// The zone restricts this vehicle (parks: the vehicle's passages are counted, whatever its
+    /// emission stage, since clean-transport ratios need every truck).
     pub fn applies_to(&self, v: &Vehicle) -> bool {
-        self.applicability.matches(v)
+        match self.kind {
+            ZoneKind::Park { .. } => self.applicability.matches_kind_and_fuel(v),
+            _ => self.applicability.matches(v),
+        }
     }
 
     /// The permit exempting `v` from this zone at `at_ms`, looked up in `book` (exemptions live in
