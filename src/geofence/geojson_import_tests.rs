@@ -228,3 +228,36 @@ fn large_ring_validates_quickly() {
     assert_eq!(imp.zones.len(), 1);
     assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
 }
+
+#[test]
+fn committed_sample_files_import_strictly() {
+    use crate::geofence::exemption::import_exemptions;
+    let imp =
+        import_zones(include_str!("../../data/zones/zhejiang-sample.geojson"), &ImportOptions::default())
+            .unwrap();
+    assert_eq!(imp.zones.len(), 16);
+    let ex = import_exemptions(include_str!("../../data/zones/sample-exemptions.json"), ImportMode::Strict)
+        .unwrap();
+    assert_eq!(ex.exemptions.len(), 1);
+    let cities: HashSet<&str> = imp.zones.iter().map(|z| z.city_code.as_str()).collect();
+    for c in [
+        "330100", "330200", "330300", "330400", "330500", "330600", "330700", "330800", "330900", "331000",
+        "331100",
+    ] {
+        assert!(cities.contains(c), "{c}");
+    }
+    assert!(imp.zones.iter().all(|z| z.note.contains("approximate")));
+    let set = ZoneSet::build(imp.zones, ExemptionBook::new(ex.exemptions)).unwrap();
+    let ids = |lon, lat| set.zones_containing(lon, lat).iter().map(|z| z.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(120.16, 30.27), ["R1-330100-DISTRICTS"]);
+    assert!(ids(120.145, 30.245).is_empty(), "West Lake hole");
+    assert_eq!(ids(122.30, 29.95), ["R1-330900-DISTRICTS"], "second Zhoushan island");
+    assert_eq!(ids(121.80, 29.93), ["PARK-ENT-STEEL-001"]);
+    let tonglu = set.get("R1-330122-COUNTY").unwrap();
+    let nov1 = 1_761_926_400_000; // 2025-11-01T00:00:00+08:00
+    assert!(!tonglu.is_active(nov1 - 1000));
+    assert!(tonglu.is_active(nov1));
+    assert!(
+        matches!(set.get("R1-330200-DISTRICTS").map(|z| &z.schedule), Some(Schedule::Weekly(w)) if w.len() == 2)
+    );
+}

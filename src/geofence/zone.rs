@@ -58,11 +58,14 @@ pub struct Applicability {
     pub fuels: Vec<Fuel>,
     /// On-road vehicles at or below this stage are restricted (e.g. `china_iii`); `None`: no
     /// on-road vehicle is restricted.
+    #[serde(deserialize_with = "stage_names::option")]
     pub max_on_road_stage: Option<EmissionStage>,
     /// Non-road machinery at or below this stage is restricted (e.g. `non_road_i`).
+    #[serde(deserialize_with = "stage_names::option")]
     pub max_non_road_stage: Option<EmissionStage>,
     /// Per machine type (lower-case, e.g. "forklift"), a stage that replaces
     /// `max_non_road_stage` (R6: forklifts Stage II or lower).
+    #[serde(deserialize_with = "stage_names::map")]
     pub machine_type_max_stage: BTreeMap<String, EmissionStage>,
 }
 
@@ -116,6 +119,50 @@ impl Applicability {
                 at_or_below(v.emission_stage, max, EmissionStage::non_road_level)
             }
         }
+    }
+}
+
+/// Readable stage names for zone files. The model's serde names come out of `snake_case` on
+/// `ChinaIII` as `china_i_i_i`; zone files may also write `china_iii`, `China III`, `china3`,
+/// `non_road_ii`, `nonroad2`, …: case, spaces, `_` and `-` are ignored and digits are accepted.
+mod stage_names {
+    use crate::model::EmissionStage;
+    use serde::{de::Error, Deserialize, Deserializer};
+    use std::collections::BTreeMap;
+
+    pub fn parse(s: &str) -> Option<EmissionStage> {
+        use EmissionStage::*;
+        let k: String =
+            s.chars().filter(|c| !matches!(c, ' ' | '_' | '-')).flat_map(char::to_lowercase).collect();
+        Some(match k.as_str() {
+            "china0" => China0,
+            "chinai" | "china1" => ChinaI,
+            "chinaii" | "china2" => ChinaII,
+            "chinaiii" | "china3" => ChinaIII,
+            "chinaiv" | "china4" => ChinaIV,
+            "chinav" | "china5" => ChinaV,
+            "chinavi" | "china6" => ChinaVI,
+            "nonroadprei" | "nonroad0" => NonRoadPreI,
+            "nonroadi" | "nonroad1" => NonRoadI,
+            "nonroadii" | "nonroad2" => NonRoadII,
+            "nonroadiii" | "nonroad3" => NonRoadIII,
+            "nonroadiv" | "nonroad4" => NonRoadIV,
+            _ => return None,
+        })
+    }
+
+    fn one<E: Error>(s: &str) -> Result<EmissionStage, E> {
+        parse(s).ok_or_else(|| {
+            E::custom(format!("unknown emission stage {s:?} (e.g. \"china_iii\", \"non_road_ii\")"))
+        })
+    }
+
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<EmissionStage>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|s| one(&s)).transpose()
+    }
+
+    pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, EmissionStage>, D::Error> {
+        BTreeMap::<String, String>::deserialize(d)?.into_iter().map(|(k, v)| Ok((k, one(&v)?))).collect()
     }
 }
 
@@ -379,6 +426,22 @@ pub(crate) mod tests {
         assert!(z.is_exempt(&v, 1000, &book));
         assert!(!z.is_exempt(&v, 2000, &book));
         assert!(!r1_zone("z2", date(2024, 12, 31)).is_exempt(&v, 1500, &book));
+    }
+
+    #[test]
+    fn stage_names_are_readable() {
+        let a: Applicability = serde_json::from_str(
+            r#"{"max_on_road_stage":"China III","max_non_road_stage":"non_road_i","machine_type_max_stage":{"forklift":"nonroad2"}}"#,
+        )
+        .unwrap();
+        assert_eq!(a.max_on_road_stage, Some(EmissionStage::ChinaIII));
+        assert_eq!(a.max_non_road_stage, Some(EmissionStage::NonRoadI));
+        assert_eq!(a.machine_type_max_stage.get("forklift"), Some(&EmissionStage::NonRoadII));
+        // The model's own serde spelling still works.
+        let a: Applicability = serde_json::from_str(r#"{"max_on_road_stage":"china_i_i_i"}"#).unwrap();
+        assert_eq!(a.max_on_road_stage, Some(EmissionStage::ChinaIII));
+        let e = serde_json::from_str::<Applicability>(r#"{"max_on_road_stage":"euro3"}"#).unwrap_err();
+        assert!(e.to_string().contains("euro3"));
     }
 
     #[test]
