@@ -67,6 +67,36 @@ fn points(n: usize, seed: u64) -> Vec<(f64, f64)> {
     (0..n).map(|_| (rng.f(118.0, 123.0), rng.f(27.0, 31.2))).collect()
 }
 
+/// CPU time of this thread in seconds (Linux: utime + stime from /proc, 10 ms ticks), so the
+/// rate below is per busy core even when other jobs share the machine.
+fn thread_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Checks per CPU-second over ~3 s of CPU time.
+fn cpu_rate(set: &ZoneSet, pts: &[(f64, f64)]) -> Option<f64> {
+    let start = thread_cpu_s()?;
+    let mut buf = Vec::with_capacity(8);
+    let (mut n, mut hits) = (0u64, 0usize);
+    loop {
+        for &(x, y) in pts {
+            buf.clear();
+            set.zones_at(black_box(x), black_box(y), &mut buf);
+            hits += buf.len();
+        }
+        n += pts.len() as u64;
+        let used = thread_cpu_s()? - start;
+        if used >= 3.0 {
+            black_box(hits);
+            return Some(n as f64 / used);
+        }
+    }
+}
+
 fn zone_set(c: &mut Criterion) {
     let set = match ZoneSet::build(zones(10_000), ExemptionBook::default()) {
         Ok(s) => s,
@@ -82,6 +112,9 @@ fn zone_set(c: &mut Criterion) {
         })
         .sum();
     eprintln!("10,000 zones, 10,000 uniform points: {hits} point-in-zone hits in total");
+    if let Some(r) = cpu_rate(&set, &pts) {
+        eprintln!("zones_at, uniform points: {:.2} M checks per CPU-second (one core)", r / 1e6);
+    }
     let mut g = c.benchmark_group("zone_set_10k");
     g.throughput(Throughput::Elements(pts.len() as u64));
     g.bench_function("zones_at_uniform_points", |b| {

@@ -284,6 +284,9 @@ fn feature_to_zone(
     Ok((zone, rewound))
 }
 
+/// A validated ring and where it is in the feature.
+type Ring = (RingRef, Vec<Coord<f64>>);
+
 /// Validated, converted rings, then topology checks across all rings of the feature.
 fn build_geometry(
     polygons: &[Vec<Vec<geojson::Position>>],
@@ -292,7 +295,7 @@ fn build_geometry(
     if polygons.is_empty() {
         return Err(FeatureErrorKind::EmptyGeometry);
     }
-    let mut rings: Vec<Vec<(RingRef, Vec<Coord<f64>>)>> = Vec::with_capacity(polygons.len());
+    let mut rings: Vec<Vec<Ring>> = Vec::with_capacity(polygons.len());
     for (pi, poly) in polygons.iter().enumerate() {
         if poly.is_empty() {
             return Err(FeatureErrorKind::EmptyGeometry);
@@ -400,7 +403,7 @@ struct SegId {
 
 /// Finds self-intersections and ring crossings with an R-tree of segments: O(n log n) for real
 /// boundaries with tens of thousands of vertices, where the naive pairwise test is not usable.
-fn check_crossings(rings: &[Vec<(RingRef, Vec<Coord<f64>>)>]) -> Result<(), FeatureErrorKind> {
+fn check_crossings(rings: &[Vec<Ring>]) -> Result<(), FeatureErrorKind> {
     let mut segs = Vec::new();
     for (pi, poly) in rings.iter().enumerate() {
         for (ri, (_, coords)) in poly.iter().enumerate() {

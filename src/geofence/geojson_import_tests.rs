@@ -82,7 +82,8 @@ fn each_geometry_error_names_feature_and_reason() {
     let out_of_range = json!([[120.0, 30.0], [181.0, 30.0], [120.1, 30.1], [120.0, 30.0]]);
     let short = json!([[120.0, 30.0], [120.1], [120.1, 30.1], [120.0, 30.0]]);
     let flat = json!([[120.0, 30.0], [120.1, 30.0], [120.2, 30.0], [120.0, 30.0]]);
-    let cases: Vec<(Value, fn(&K) -> bool)> = vec![
+    type Check = fn(&K) -> bool;
+    let cases: Vec<(Value, Check)> = vec![
         (r(vec![unclosed]), |k| matches!(k, K::UnclosedRing { ring: RingRef { polygon: 0, ring: 0 } })),
         (r(vec![bowtie]), |k| matches!(k, K::SelfIntersection { .. })),
         (r(vec![spike]), |k| matches!(k, K::SelfIntersection { .. })),

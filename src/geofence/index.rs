@@ -200,7 +200,11 @@ impl ZoneSet {
             return;
         }
         let start = out.len();
-        for &(zi, pi) in self.grid.candidates(lon, lat) {
+        for it in self.grid.candidates(lon, lat) {
+            if !(lon >= it.min[0] && lon <= it.max[0] && lat >= it.min[1] && lat <= it.max[1]) {
+                continue;
+            }
+            let (zi, pi) = (it.zone, it.part);
             let hit = self
                 .zones
                 .get(zi as usize)
@@ -268,15 +272,28 @@ struct Grid {
     ny: usize,
     /// `start[c]..start[c + 1]` indexes `items` for cell `c = row * nx + col`.
     start: Vec<u32>,
-    items: Vec<(u32, u32)>,
+    items: Vec<GridItem>,
 }
+
+/// A part reference with its box inline, so that most candidates are rejected without touching
+/// the zone (pointer chasing into 10,000 zones' edges is what costs, not arithmetic).
+#[derive(Debug, Clone, Copy, Default)]
+struct GridItem {
+    min: [f64; 2],
+    max: [f64; 2],
+    zone: u32,
+    part: u32,
+}
+
+/// A part's box corners and (zone, part) indexes.
+type PartBox = ([f64; 2], [f64; 2], (u32, u32));
 
 /// Upper bound on grid cells (4 bytes each in `start`).
 const MAX_CELLS: f64 = 1_048_576.0;
 
 impl Grid {
     fn new(entries: &[PartEntry]) -> Grid {
-        let boxes: Vec<([f64; 2], [f64; 2], (u32, u32))> = entries
+        let boxes: Vec<PartBox> = entries
             .iter()
             .map(|e| {
                 let env = e.geom().envelope();
@@ -297,8 +314,9 @@ impl Grid {
         sizes.sort_unstable_by(f64::total_cmp);
         let median = sizes.get(sizes.len() / 2).copied().unwrap_or(1.0).max(1e-6);
         let (w, h) = ((hi[0] - lo[0]).max(1e-9), (hi[1] - lo[1]).max(1e-9));
-        // Cells about the median part size, fewer if that would exceed MAX_CELLS.
-        let mut cells_per_deg = 1.0 / median;
+        // Cells of half the median part size (fewer candidates per cell; measured), fewer cells
+        // if that would exceed MAX_CELLS.
+        let mut cells_per_deg = 2.0 / median;
         let cells = w * h * cells_per_deg * cells_per_deg;
         if cells > MAX_CELLS {
             cells_per_deg *= (MAX_CELLS / cells).sqrt();
@@ -322,13 +340,14 @@ impl Grid {
             *c = acc;
         }
         let mut fill = counts.clone();
-        let mut items = vec![(0u32, 0u32); counts.last().copied().unwrap_or(0) as usize];
+        let mut items = vec![GridItem::default(); counts.last().copied().unwrap_or(0) as usize];
         for (l, h, data) in &boxes {
+            let item = GridItem { min: *l, max: *h, zone: data.0, part: data.1 };
             let (c0, r0, c1, r1) = (g.col(l[0]), g.row(l[1]), g.col(h[0]), g.row(h[1]));
             for r in r0..=r1 {
                 for slot in fill.iter_mut().skip(r * nx + c0).take(c1 - c0 + 1) {
                     if let Some(it) = items.get_mut(*slot as usize) {
-                        *it = *data;
+                        *it = item;
                     }
                     *slot += 1;
                 }
@@ -350,7 +369,7 @@ impl Grid {
 
     /// Parts whose bounding box overlaps the point's cell (a superset of the parts containing it).
     #[inline]
-    fn candidates(&self, x: f64, y: f64) -> &[(u32, u32)] {
+    fn candidates(&self, x: f64, y: f64) -> &[GridItem] {
         let (dx, dy) = ((x - self.min_x) * self.cells_per_deg, (y - self.min_y) * self.cells_per_deg);
         // Also rejects NaN, and the empty grid (nx = ny = 0).
         if !(dx >= 0.0 && dy >= 0.0 && dx < self.nx as f64 && dy < self.ny as f64) {

@@ -200,7 +200,7 @@ impl ZoneTrack {
     /// Keeps every `stride`-th inside fix; when full, drops every other sample and doubles the
     /// stride, so the sample stays evenly spread over the whole stay.
     fn sample(&mut self, p: TrackPoint, cap: usize) {
-        if self.inside_fixes % self.stride == 0 {
+        if self.inside_fixes.is_multiple_of(self.stride) {
             self.samples.push(Sample {
                 dt_s: u32::try_from((p.t - self.entry.t) / 1000).unwrap_or(u32::MAX),
                 dlon_e7: p.lon_e7.saturating_sub(self.entry.lon_e7),
