@@ -4,6 +4,7 @@
 pub mod config;
 pub mod detect;
 pub mod gateway;
+pub mod geofence;
 pub mod grpc;
 pub mod http;
 pub mod model;
