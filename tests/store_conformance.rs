@@ -138,6 +138,7 @@ pub mod cases {
         let a = vin(1);
         let mid = yesterday_midnight();
         let batch = || CommitBatch {
+            passages: Vec::new(),
             records: (0..20).map(|i| rec(a, mid + i * 1000)).collect(),
             violations: vec![ViolationWrite::Upsert(violation(a, "R3", mid + 5000))],
             states: vec![(a, vec![1, 2, 3])],
@@ -261,6 +262,7 @@ pub mod cases {
         fresh.late = true;
         let out = s
             .commit(CommitBatch {
+                passages: Vec::new(),
                 violations: vec![
                     ViolationWrite::InsertIfAbsent(late.clone()),
                     ViolationWrite::InsertIfAbsent(fresh.clone()),
@@ -274,6 +276,7 @@ pub mod cases {
         // Retrying the same late write changes nothing and reports nothing.
         let out = s
             .commit(CommitBatch {
+                passages: Vec::new(),
                 violations: vec![ViolationWrite::InsertIfAbsent(fresh.clone())],
                 ..Default::default()
             })
@@ -357,6 +360,7 @@ pub mod cases {
         let v = violation(a, "R3", old[0]);
         s.upsert_vehicle(Vehicle::new(a)).await.unwrap();
         s.commit(CommitBatch {
+            passages: Vec::new(),
             records: old.iter().chain(&new).map(|&t| rec(a, t)).collect(),
             violations: vec![ViolationWrite::Upsert(v.clone())],
             states: vec![(a, vec![7])],

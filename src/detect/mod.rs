@@ -56,6 +56,8 @@ pub struct RulesConfig {
     pub tamper: tamper::TamperConfig,
     pub offline: offline::OfflineConfig,
     pub machinery: machinery::MachineryConfig,
+    /// R1 / R6 zone dwell and filtering (geofence tracker).
+    pub zones: crate::geofence::TrackerConfig,
 }
 
 /// Per-vehicle state of every detector, persisted with each commit.
@@ -68,10 +70,12 @@ pub struct VehicleState {
     pub tamper: <tamper::TamperDetector as Detector>::State,
     pub offline: <offline::OfflineDetector as Detector>::State,
     pub machinery: <machinery::MachineryDetector as Detector>::State,
+    /// R1 / R6 zone episodes and park presence.
+    pub zones: crate::geofence::ZoneTrackState,
 }
 
 /// Format version of the persisted [`VehicleState`]; bump when its layout changes.
-const STATE_VERSION: u8 = 2;
+const STATE_VERSION: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -106,11 +110,21 @@ pub struct DetectorSet {
     offline: offline::OfflineDetector,
     machinery: machinery::MachineryDetector,
     smoke_cfg: smoke::SmokeConfig,
+    tracker: crate::geofence::ZoneTracker,
+    zones: std::sync::Arc<crate::geofence::ZoneRegistry>,
 }
 
 impl DetectorSet {
+    /// Detectors without zones (R1/R6 zone rules see an empty zone set).
     pub fn new(cfg: &RulesConfig) -> Self {
+        Self::with_zones(cfg, std::sync::Arc::new(crate::geofence::ZoneRegistry::default()))
+    }
+
+    /// Detectors over a live zone registry: zone changes apply to the next record, no restart.
+    pub fn with_zones(cfg: &RulesConfig, zones: std::sync::Arc<crate::geofence::ZoneRegistry>) -> Self {
         DetectorSet {
+            tracker: crate::geofence::ZoneTracker::new(cfg.zones.clone()),
+            zones,
             nox: nox::NoxDetector::new(cfg.nox.clone()),
             smoke: smoke::SmokeDetector::new(cfg.smoke.clone()),
             tamper: tamper::TamperDetector::new(cfg.tamper.clone()),
@@ -122,6 +136,20 @@ impl DetectorSet {
 
     /// Runs every detector on one record. Records must come in time order per vehicle.
     pub fn observe(&self, state: &mut VehicleState, obs: &Observation<'_>, out: &mut Vec<Violation>) {
+        let mut passages = Vec::new();
+        self.observe_with_passages(state, obs, out, &mut passages);
+    }
+
+    /// As `observe`, also reporting park gate passages derived from the track (clean transport).
+    pub fn observe_with_passages(
+        &self,
+        state: &mut VehicleState,
+        obs: &Observation<'_>,
+        out: &mut Vec<Violation>,
+        passages: &mut Vec<crate::geofence::ParkPassage>,
+    ) {
+        let zones = self.zones.load();
+        self.tracker.update(&mut state.zones, obs.vehicle, obs.record, &zones, out, passages);
         self.nox.update(&mut state.nox, obs, out);
         self.smoke.update(&mut state.smoke, obs, out);
         self.tamper.update(&mut state.tamper, obs, out);

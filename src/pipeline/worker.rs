@@ -187,7 +187,7 @@ impl Worker {
             }
             if let Some(vehicle) = self.registry.get(&vin) {
                 let obs = Observation { vehicle: &vehicle, record: &rec, received_ms };
-                self.detectors.observe(state, &obs, &mut found);
+                self.detectors.observe_with_passages(state, &obs, &mut found, &mut batch.passages);
             } else {
                 // De-registered between validation and now: keep the data, evaluate nothing.
                 state.last_time_ms = Some(rec.time_ms);

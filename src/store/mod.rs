@@ -49,17 +49,23 @@ pub struct CommitBatch {
     pub violations: Vec<ViolationWrite>,
     /// Encoded per-vehicle detector state (`detect::VehicleState::encode`).
     pub states: Vec<(Vin, Vec<u8>)>,
+    /// Park entries/exits derived from the track (clean-transport gate passages).
+    pub passages: Vec<crate::geofence::ParkPassage>,
 }
 
 impl CommitBatch {
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.violations.is_empty() && self.states.is_empty()
+        self.records.is_empty()
+            && self.violations.is_empty()
+            && self.states.is_empty()
+            && self.passages.is_empty()
     }
 
     pub fn append(&mut self, other: CommitBatch) {
         self.records.extend(other.records);
         self.violations.extend(other.violations);
         self.states.extend(other.states);
+        self.passages.extend(other.passages);
     }
 }
 

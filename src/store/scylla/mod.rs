@@ -821,6 +821,7 @@ mod tests {
                 ViolationWrite::InsertIfAbsent(late),
             ],
             states: vec![(a, vec![1]), (b, vec![2]), (a, vec![3])],
+            passages: Vec::new(),
         };
         let plan = plan_commit(batch);
         // The record at t-1 is on the previous Beijing day (t is midnight).
