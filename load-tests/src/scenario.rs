@@ -76,11 +76,11 @@ impl Scenario {
         }
     }
 
-    /// A few vehicles through every planted episode in a few seconds.
+    /// A few dozen vehicles, live and reissued (late) R3 episodes, in a few seconds.
     pub fn smoke() -> Self {
         Scenario {
             name: "smoke".into(),
-            vehicles: 60,
+            vehicles: 40,
             duration: Duration::from_secs(60),
             max_records: 1_000_000,
             connections: 4,
@@ -88,7 +88,8 @@ impl Scenario {
             batch_vehicles: 4,
             sim_seconds: 800,
             seed: 7,
-            plant_rate: 0.06,
+            plant_rate: 0.1,
+            flags: PlantFlags { offline: true, ..PlantFlags::default() },
             server: ServerMode::InProcess,
             workers: Some(2),
             ..Scenario::standard()

@@ -142,12 +142,8 @@ async fn run_stream(
     }
     drop(tx);
     match tokio::time::timeout(ctl.drain_timeout, ack_task).await {
-        Ok(Ok(st)) => {
-            let (sent, rec) = (stats.messages_sent, stats.records_sent);
-            stats.merge(st);
-            stats.messages_sent = sent;
-            stats.records_sent = rec;
-        }
+        // The ack reader counted acks only; merging adds them to this side's send counts.
+        Ok(Ok(st)) => stats.merge(st),
         Ok(Err(e)) => anyhow::bail!("ack reader failed: {e}"),
         Err(_) => anyhow::bail!("outstanding acks not received within {:?}", ctl.drain_timeout),
     }
