@@ -1,0 +1,345 @@
+//! Message layer: turns an intact [`Frame`] from the terminal into a typed [`Message`] and back.
+//! Platform answers (downlink) are in `answer.rs`.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::crypto::{plaintext, Decryptor, NoKeys};
+use super::error::MessageError;
+use super::frame::{Encryption, Frame, Vin, MAX_WIRE_DATA_LEN};
+use super::machinery::MachineryReport;
+use super::reader::Reader;
+use super::report::{BodyLayout, InfoReport};
+use super::time::TerminalTime;
+
+/// Command codes (one table).
+pub mod command {
+    /// Vehicle login.
+    pub const LOGIN: u8 = 0x01;
+    /// Real-time information.
+    pub const REAL_TIME: u8 = 0x02;
+    /// Reissue (补发) information: buffered while offline; evaluated as late data, never live.
+    pub const REISSUE: u8 = 0x03;
+    /// Vehicle logout.
+    pub const LOGOUT: u8 = 0x04;
+    /// Terminal time calibration (trucks) / removal alarm (one machinery parser; see `Dialect`).
+    pub const TIME_CALIBRATION: u8 = 0x05;
+    /// First platform-defined code; 0x80..=0xFE are passed through.
+    pub const PLATFORM_DEFINED_FIRST: u8 = 0x80;
+    /// Last platform-defined code. 0xFF is not in the platform range and is treated as reserved.
+    pub const PLATFORM_DEFINED_LAST: u8 = 0xFE;
+}
+
+/// Classification of a command byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// 0x01.
+    Login,
+    /// 0x02.
+    RealTime,
+    /// 0x03.
+    Reissue,
+    /// 0x04.
+    Logout,
+    /// 0x05.
+    TimeCalibration,
+    /// 0x06–0x7F and 0xFF: reject the frame, keep the connection.
+    Reserved(u8),
+    /// 0x80–0xFE: pass through.
+    PlatformDefined(u8),
+}
+
+impl Command {
+    /// Classifies a command byte.
+    pub fn from_byte(b: u8) -> Self {
+        match b {
+            command::LOGIN => Command::Login,
+            command::REAL_TIME => Command::RealTime,
+            command::REISSUE => Command::Reissue,
+            command::LOGOUT => Command::Logout,
+            command::TIME_CALIBRATION => Command::TimeCalibration,
+            command::PLATFORM_DEFINED_FIRST..=command::PLATFORM_DEFINED_LAST => {
+                Command::PlatformDefined(b)
+            }
+            other => Command::Reserved(other),
+        }
+    }
+}
+
+/// Which family of terminals a listener serves. Resolves the command 0x05 conflict and selects the
+/// real-time layout family; the body layout within the truck family is [`BodyLayout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Dialect {
+    /// Heavy-duty vehicles (GB 17691 / HJ 1239): 0x05 is time calibration.
+    #[default]
+    Vehicle,
+    /// Non-road machinery (HJ 1322, UNVERIFIED): 0x02/0x03 use the machinery header
+    /// ([`MachineryReport`]) and 0x05 is the removal (tamper) alarm, kept raw.
+    Machinery,
+}
+
+/// 0x01 vehicle login.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Login {
+    /// Login time.
+    pub time: TerminalTime,
+    /// Login serial (restarts at 1 each day).
+    pub serial: u16,
+    /// SIM card ICCID, 20 ASCII characters.
+    pub iccid: [u8; 20],
+    /// Bytes after the defined fields (empty for conforming terminals). Kept, not rejected, because
+    /// a failed login would lock the terminal out; the gateway may log it.
+    pub extra: Bytes,
+}
+
+impl Login {
+    /// ICCID as text, if ASCII (NUL padding removed).
+    pub fn iccid_str(&self) -> Option<&str> {
+        let s = std::str::from_utf8(&self.iccid)
+            .ok()
+            .filter(|s| s.is_ascii())?;
+        Some(s.trim_end_matches('\0'))
+    }
+}
+
+/// 0x04 vehicle logout.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Logout {
+    /// Logout time.
+    pub time: TerminalTime,
+    /// Logout serial (the login serial of the session).
+    pub serial: u16,
+    /// Bytes after the defined fields (empty for conforming terminals).
+    pub extra: Bytes,
+}
+
+/// A decoded uplink message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Message {
+    /// 0x01.
+    Login(Login),
+    /// 0x02, truck layouts.
+    RealTime(InfoReport),
+    /// 0x03, truck layouts. Late data: never raise live alerts from it.
+    Reissue(InfoReport),
+    /// 0x04.
+    Logout(Logout),
+    /// 0x05 (Vehicle dialect): empty request for the platform time.
+    TimeCalibration,
+    /// 0x02 (Machinery dialect, UNVERIFIED layout).
+    MachineryRealTime(MachineryReport),
+    /// 0x03 (Machinery dialect, UNVERIFIED layout).
+    MachineryReissue(MachineryReport),
+    /// 0x05 (Machinery dialect): removal (tamper) alarm, body kept raw (UNVERIFIED layout).
+    RemovalAlarm(Bytes),
+    /// 0x80–0xFE: platform-defined, passed through raw.
+    PlatformDefined {
+        /// Command byte.
+        command: u8,
+        /// Data unit.
+        data: Bytes,
+    },
+}
+
+impl Message {
+    /// Decodes an unencrypted frame. Encrypted frames fail with
+    /// [`MessageError::EncryptedFrameNoKey`]; use [`Message::decode_with`] to supply keys.
+    pub fn decode(
+        frame: &Frame,
+        layout: BodyLayout,
+        dialect: Dialect,
+    ) -> Result<Self, MessageError> {
+        Self::decode_with(frame, layout, dialect, &NoKeys)
+    }
+
+    /// Decodes a frame, decrypting its data unit through `decryptor` when it is encrypted.
+    pub fn decode_with(
+        frame: &Frame,
+        layout: BodyLayout,
+        dialect: Dialect,
+        decryptor: &dyn Decryptor,
+    ) -> Result<Self, MessageError> {
+        // Reserved commands are rejected before any decryption work.
+        if let Command::Reserved(command) = Command::from_byte(frame.command) {
+            return Err(MessageError::ReservedCommand { command });
+        }
+        let data = plaintext(frame, decryptor)?;
+        Self::decode_data(frame.command, &data, layout, dialect)
+    }
+
+    /// Decodes a plaintext data unit for `command`.
+    pub fn decode_data(
+        command: u8,
+        data: &Bytes,
+        layout: BodyLayout,
+        dialect: Dialect,
+    ) -> Result<Self, MessageError> {
+        match (Command::from_byte(command), dialect) {
+            (Command::Login, _) => {
+                let mut r = Reader::new(data);
+                let time = r.time("login time")?;
+                let serial = r.u16("login serial")?;
+                let iccid = r.array("ICCID")?;
+                let extra = data.slice(r.offset()..);
+                Ok(Message::Login(Login {
+                    time,
+                    serial,
+                    iccid,
+                    extra,
+                }))
+            }
+            (Command::Logout, _) => {
+                let mut r = Reader::new(data);
+                let time = r.time("logout time")?;
+                let serial = r.u16("logout serial")?;
+                let extra = data.slice(r.offset()..);
+                Ok(Message::Logout(Logout {
+                    time,
+                    serial,
+                    extra,
+                }))
+            }
+            (Command::RealTime, Dialect::Vehicle) => {
+                InfoReport::decode(data, layout).map(Message::RealTime)
+            }
+            (Command::Reissue, Dialect::Vehicle) => {
+                InfoReport::decode(data, layout).map(Message::Reissue)
+            }
+            (Command::RealTime, Dialect::Machinery) => {
+                MachineryReport::decode(data).map(Message::MachineryRealTime)
+            }
+            (Command::Reissue, Dialect::Machinery) => {
+                MachineryReport::decode(data).map(Message::MachineryReissue)
+            }
+            (Command::TimeCalibration, Dialect::Vehicle) => {
+                Reader::new(data).finish("time calibration request")?;
+                Ok(Message::TimeCalibration)
+            }
+            (Command::TimeCalibration, Dialect::Machinery) => {
+                Ok(Message::RemovalAlarm(data.clone()))
+            }
+            (Command::PlatformDefined(command), _) => Ok(Message::PlatformDefined {
+                command,
+                data: data.clone(),
+            }),
+            (Command::Reserved(command), _) => Err(MessageError::ReservedCommand { command }),
+        }
+    }
+
+    /// The command byte this message travels under.
+    pub fn command(&self) -> u8 {
+        match self {
+            Message::Login(_) => command::LOGIN,
+            Message::RealTime(_) | Message::MachineryRealTime(_) => command::REAL_TIME,
+            Message::Reissue(_) | Message::MachineryReissue(_) => command::REISSUE,
+            Message::Logout(_) => command::LOGOUT,
+            Message::TimeCalibration | Message::RemovalAlarm(_) => command::TIME_CALIBRATION,
+            Message::PlatformDefined { command, .. } => *command,
+        }
+    }
+
+    /// Encodes the data unit.
+    pub fn encode_data(&self) -> Result<Bytes, MessageError> {
+        let mut out = BytesMut::new();
+        match self {
+            Message::Login(l) => {
+                out.put_slice(&l.time.to_bytes());
+                out.put_u16(l.serial);
+                out.put_slice(&l.iccid);
+                out.put_slice(&l.extra);
+            }
+            Message::Logout(l) => {
+                out.put_slice(&l.time.to_bytes());
+                out.put_u16(l.serial);
+                out.put_slice(&l.extra);
+            }
+            Message::RealTime(r) | Message::Reissue(r) => r.encode(&mut out)?,
+            Message::MachineryRealTime(m) | Message::MachineryReissue(m) => m.encode(&mut out),
+            Message::TimeCalibration => {}
+            Message::RemovalAlarm(d) | Message::PlatformDefined { data: d, .. } => out.put_slice(d),
+        }
+        if out.len() > MAX_WIRE_DATA_LEN {
+            return Err(MessageError::DataTooLong { len: out.len() });
+        }
+        Ok(out.freeze())
+    }
+
+    /// A complete unencrypted frame carrying this message (terminal simulators, tests).
+    pub fn to_frame(&self, vin: Vin, software_version: u8) -> Result<Frame, MessageError> {
+        Ok(Frame {
+            command: self.command(),
+            vin,
+            software_version,
+            encryption: Encryption::None,
+            data: self.encode_data()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(command: u8, data: &[u8]) -> Frame {
+        Frame {
+            command,
+            vin: Vin([b'A'; 17]),
+            software_version: 1,
+            encryption: Encryption::None,
+            data: Bytes::copy_from_slice(data),
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(Command::from_byte(0x06), Command::Reserved(0x06));
+        assert_eq!(Command::from_byte(0x7F), Command::Reserved(0x7F));
+        assert_eq!(Command::from_byte(0x80), Command::PlatformDefined(0x80));
+        assert_eq!(Command::from_byte(0xFE), Command::PlatformDefined(0xFE));
+        assert_eq!(Command::from_byte(0xFF), Command::Reserved(0xFF));
+    }
+
+    #[test]
+    fn reserved_and_encrypted_are_typed_errors() {
+        let f = frame(0x10, &[]);
+        assert_eq!(
+            Message::decode(&f, BodyLayout::Gb17691, Dialect::Vehicle),
+            Err(MessageError::ReservedCommand { command: 0x10 })
+        );
+        let mut f = frame(0x05, &[]);
+        f.encryption = Encryption::Sm2;
+        assert_eq!(
+            Message::decode(&f, BodyLayout::Gb17691, Dialect::Vehicle),
+            Err(MessageError::EncryptedFrameNoKey {
+                scheme: Encryption::Sm2
+            })
+        );
+        f.encryption = Encryption::Abnormal;
+        assert!(matches!(
+            Message::decode(&f, BodyLayout::Gb17691, Dialect::Vehicle),
+            Err(MessageError::UnsupportedEncryption { .. })
+        ));
+    }
+
+    #[test]
+    fn dialect_resolves_0x05() {
+        let f = frame(0x05, &[0x01]);
+        assert!(matches!(
+            Message::decode(&f, BodyLayout::Gb17691, Dialect::Vehicle),
+            Err(MessageError::TrailingBytes { .. })
+        ));
+        assert_eq!(
+            Message::decode(&f, BodyLayout::Gb17691, Dialect::Machinery),
+            Ok(Message::RemovalAlarm(Bytes::from_static(&[0x01])))
+        );
+    }
+
+    #[test]
+    fn login_bad_time() {
+        let mut data = vec![20, 13, 1, 0, 0, 0, 0, 1];
+        data.extend([b'8'; 20]);
+        assert!(matches!(
+            Message::decode(&frame(0x01, &data), BodyLayout::Gb17691, Dialect::Vehicle),
+            Err(MessageError::InvalidTime { .. })
+        ));
+    }
+}
