@@ -6,8 +6,8 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smogwatch::hj1239::{
-    BodyLayout, Decoded, Dialect, EngineData, FrameCodec, GbRecord, GbReport, InfoBody, InfoReport,
-    Message, PositionStatus, TerminalTime, Vin,
+    BodyLayout, Decoded, Dialect, EngineData, FrameCodec, GbRecord, GbReport, InfoBody, InfoReport, Message,
+    PositionStatus, TerminalTime, Vin,
 };
 use tokio_util::codec::Decoder;
 
@@ -54,9 +54,7 @@ fn bench(c: &mut Criterion) {
         let mut buf = BytesMut::with_capacity(bytes.len());
         b.iter(|| {
             buf.extend_from_slice(black_box(&bytes));
-            let Ok(Some(Decoded::Frame(frame))) = codec.decode(&mut buf) else {
-                panic!("frame expected")
-            };
+            let Ok(Some(Decoded::Frame(frame))) = codec.decode(&mut buf) else { panic!("frame expected") };
             let msg = Message::decode(&frame, BodyLayout::Gb17691, Dialect::Vehicle);
             black_box(msg.expect("decodes"))
         })

@@ -16,7 +16,6 @@ pub mod proto {
     //! Code generated from `proto/smogwatch/v1/smogwatch.proto`.
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("smogwatch.v1");
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("smogwatch_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("smogwatch_descriptor");
 }
 pub mod hj1239;

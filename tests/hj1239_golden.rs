@@ -7,8 +7,8 @@
 
 use bytes::{Bytes, BytesMut};
 use smogwatch::hj1239::{
-    Answer, BodyLayout, Decoded, Dialect, Encryption, Frame, FrameCodec, InfoBody, InfoReport,
-    Message, MessageError, TerminalTime,
+    Answer, BodyLayout, Decoded, Dialect, Encryption, Frame, FrameCodec, InfoBody, InfoReport, Message,
+    MessageError, TerminalTime,
 };
 use tokio_util::codec::Decoder;
 
@@ -27,8 +27,7 @@ const LOGOUT: &str = "2323044C4657535258534A374D314130303030310101000818030F1200
 const TIME_CAL_REQUEST: &str = "2323054C4657535258534A374D314130303030310101000023";
 const TIME_CAL_ANSWER: &str = "2323054C4657535258534A374D314130303030310101000618030F081E0126";
 const LOGIN_ANSWER_OK: &str = "2323014C4657535258534A374D314130303030310101000718030F081E010122";
-const LOGIN_ANSWER_REFUSED: &str =
-    "2323014C4657535258534A374D314130303030310101000718030F081E010221";
+const LOGIN_ANSWER_REFUSED: &str = "2323014C4657535258534A374D314130303030310101000718030F081E010221";
 const LOGOUT_ANSWER: &str = "2323044C4657535258534A374D314130303030310101000718030F1200060124";
 const RESERVED: &str = "2323064C4657535258534A374D3141303030303101010002010221";
 const PLATFORM_DEFINED: &str = "2323814C4657535258534A374D3141303030303101010004DEADBEEF81";
@@ -61,26 +60,10 @@ fn hand_built_bcc() {
     let t = |s: &str| s.to_owned();
     let obd = "0201010501044C4657535258534A374D3141303030303143414C2D49442D313233340000000000000043564E3041314232433344000000000000000000000A0014001E00280032003C00460050005A0064006E00780082008C009600A000AA029A0C02016E001201";
     let cases = [
-        (
-            LOGIN,
-            build(
-                0x01,
-                1,
-                &(t("18030F081E000001") + &hex::encode_upper("89860012345678901234")),
-            ),
-        ),
-        (
-            REALTIME_DIESEL,
-            build(0x02, 1, &(t("18030F081E0A020001") + E1)),
-        ),
-        (
-            REALTIME_SENTINELS,
-            build(0x02, 1, &(t("18030F081E14020002") + E2)),
-        ),
-        (
-            REISSUE,
-            build(0x03, 1, &(t("18030E173B32020007") + E1 + "010008" + obd)),
-        ),
+        (LOGIN, build(0x01, 1, &(t("18030F081E000001") + &hex::encode_upper("89860012345678901234")))),
+        (REALTIME_DIESEL, build(0x02, 1, &(t("18030F081E0A020001") + E1))),
+        (REALTIME_SENTINELS, build(0x02, 1, &(t("18030F081E14020002") + E2))),
+        (REISSUE, build(0x03, 1, &(t("18030E173B32020007") + E1 + "010008" + obd))),
         (LOGOUT, build(0x04, 1, "18030F1200050001")),
         (TIME_CAL_REQUEST, build(0x05, 1, "")),
         (TIME_CAL_ANSWER, build(0x05, 1, "18030F081E01")),
@@ -114,11 +97,7 @@ fn decode(hex_str: &str, layout: BodyLayout) -> (Frame, Message) {
     let f = frame(hex_str);
     let m = Message::decode(&f, layout, Dialect::Vehicle).unwrap();
     let again = m.to_frame(f.vin, f.software_version).unwrap();
-    assert_eq!(
-        hex::encode_upper(again.to_bytes().unwrap()),
-        hex_str,
-        "encode(decode(x)) == x"
-    );
+    assert_eq!(hex::encode_upper(again.to_bytes().unwrap()), hex_str, "encode(decode(x)) == x");
     (f, m)
 }
 
@@ -154,9 +133,7 @@ fn sample1_realtime_obd() {
     assert_eq!(r.time.epoch_millis_utc(), 1_590_731_550_000);
     assert_eq!(r.records.len(), 1);
     assert_eq!(r.records[0].serial, 1);
-    let InfoBody::Obd(obd) = &r.records[0].body else {
-        panic!("OBD body expected")
-    };
+    let InfoBody::Obd(obd) = &r.records[0].body else { panic!("OBD body expected") };
     assert_eq!(obd.protocol, 0);
     assert_eq!(obd.mil_status, 0);
     assert_eq!(obd.diagnostic_support, 0);
@@ -173,9 +150,7 @@ fn sample1_realtime_obd() {
 fn sample2_logout() {
     let (f, m) = decode(SAMPLE2_LOGOUT, BodyLayout::Gb17691);
     assert_eq!(f.vin.as_str(), Some("LG6ZDANH7EY208182"));
-    let Message::Logout(l) = m else {
-        panic!("logout expected")
-    };
+    let Message::Logout(l) = m else { panic!("logout expected") };
     assert_eq!(local(l.time), time("2020-09-17 19:46:52"));
     assert_eq!(l.serial, 0x001A);
     assert!(l.extra.is_empty());
@@ -184,9 +159,7 @@ fn sample2_logout() {
 #[test]
 fn login() {
     let (_, m) = decode(LOGIN, BodyLayout::Gb17691);
-    let Message::Login(l) = m else {
-        panic!("login expected")
-    };
+    let Message::Login(l) = m else { panic!("login expected") };
     assert_eq!(local(l.time), "2024-03-15 08:30:00");
     assert_eq!(l.serial, 1);
     assert_eq!(l.iccid_str(), Some("89860012345678901234"));
@@ -198,9 +171,7 @@ fn realtime_diesel_all_fields() {
     assert!(matches!(m, Message::RealTime(_)));
     let r = gb(&m);
     assert_eq!(local(r.time), "2024-03-15 08:30:10");
-    let InfoBody::DieselEngine(e) = &r.records[0].body else {
-        panic!("engine body expected")
-    };
+    let InfoBody::DieselEngine(e) = &r.records[0].body else { panic!("engine body expected") };
     approx(e.vehicle_speed_kmh(), 72.5);
     approx(e.atmospheric_pressure_kpa(), 100.5);
     approx(e.net_torque_percent(), 45.0);
@@ -231,9 +202,7 @@ fn realtime_sentinels_are_absent() {
     let (_, m) = decode(REALTIME_SENTINELS, BodyLayout::Gb17691);
     let r = gb(&m);
     assert_eq!(r.records[0].serial, 2);
-    let InfoBody::DieselEngine(e) = &r.records[0].body else {
-        panic!("engine body expected")
-    };
+    let InfoBody::DieselEngine(e) = &r.records[0].body else { panic!("engine body expected") };
     // 0xFFFF / 0xFE / 0xFF / 0xFFFE sentinels and out-of-range raws (0xFB, 0xFB00) all → None.
     let all = [
         e.vehicle_speed_kmh(),
@@ -273,13 +242,8 @@ fn reissue_with_engine_and_obd_faults() {
     assert_eq!(r.records.len(), 2);
     assert_eq!((r.records[0].serial, r.records[1].serial), (7, 8));
     assert!(matches!(r.records[0].body, InfoBody::DieselEngine(_)));
-    let InfoBody::Obd(o) = &r.records[1].body else {
-        panic!("OBD expected")
-    };
-    assert_eq!(
-        o.protocol_kind(),
-        smogwatch::hj1239::obd::ObdProtocol::SaeJ1939
-    );
+    let InfoBody::Obd(o) = &r.records[1].body else { panic!("OBD expected") };
+    assert_eq!(o.protocol_kind(), smogwatch::hj1239::obd::ObdProtocol::SaeJ1939);
     assert_eq!(o.mil(), smogwatch::hj1239::obd::MilStatus::On);
     assert_eq!(o.diagnostic_support, 0x0105);
     assert_eq!(o.diagnostic_readiness, 0x0104);
@@ -308,9 +272,7 @@ fn realtime_gas_hybrid_twc_supplementary() {
     let r = gb(&m);
     let types: Vec<u8> = r.records.iter().map(|r| r.body.info_type()).collect();
     assert_eq!(types, [0x03, 0x04, 0x05, 0x80]);
-    let InfoBody::GasEngine(g) = &r.records[0].body else {
-        panic!("gas body expected")
-    };
+    let InfoBody::GasEngine(g) = &r.records[0].body else { panic!("gas body expected") };
     approx(g.vehicle_speed_kmh(), 50.0);
     approx(g.atmospheric_pressure_kpa(), 99.0);
     approx(g.net_torque_percent(), 25.0);
@@ -326,9 +288,7 @@ fn realtime_gas_hybrid_twc_supplementary() {
 #[test]
 fn logout() {
     let (_, m) = decode(LOGOUT, BodyLayout::Gb17691);
-    let Message::Logout(l) = m else {
-        panic!("logout expected")
-    };
+    let Message::Logout(l) = m else { panic!("logout expected") };
     assert_eq!(local(l.time), "2024-03-15 18:00:05");
     assert_eq!(l.serial, 1);
 }
@@ -339,14 +299,8 @@ fn time_calibration_request_and_answer() {
     assert_eq!(m, Message::TimeCalibration);
     let server = TerminalTime::from_bytes([24, 3, 15, 8, 30, 1]).unwrap();
     let answer = Answer::time_calibration(server).reply_to(&f);
-    assert_eq!(
-        hex::encode_upper(answer.to_bytes().unwrap()),
-        TIME_CAL_ANSWER
-    );
-    assert_eq!(
-        Answer::decode(&frame(TIME_CAL_ANSWER)).unwrap(),
-        Answer::TimeCalibration { time: server }
-    );
+    assert_eq!(hex::encode_upper(answer.to_bytes().unwrap()), TIME_CAL_ANSWER);
+    assert_eq!(Answer::decode(&frame(TIME_CAL_ANSWER)).unwrap(), Answer::TimeCalibration { time: server });
 }
 
 #[test]
@@ -356,10 +310,7 @@ fn login_and_logout_answers() {
     let ok = Answer::login(t, true).reply_to(&login);
     assert_eq!(hex::encode_upper(ok.to_bytes().unwrap()), LOGIN_ANSWER_OK);
     let refused = Answer::login(t, false).reply_to(&login);
-    assert_eq!(
-        hex::encode_upper(refused.to_bytes().unwrap()),
-        LOGIN_ANSWER_REFUSED
-    );
+    assert_eq!(hex::encode_upper(refused.to_bytes().unwrap()), LOGIN_ANSWER_REFUSED);
     let t2 = TerminalTime::from_bytes([24, 3, 15, 18, 0, 6]).unwrap();
     let bye = Answer::logout(t2).reply_to(&frame(LOGOUT));
     assert_eq!(hex::encode_upper(bye.to_bytes().unwrap()), LOGOUT_ANSWER);
@@ -384,31 +335,22 @@ fn platform_defined_passes_through() {
     let (_, m) = decode(PLATFORM_DEFINED, BodyLayout::Gb17691);
     assert_eq!(
         m,
-        Message::PlatformDefined {
-            command: 0x81,
-            data: Bytes::from_static(&[0xDE, 0xAD, 0xBE, 0xEF])
-        }
+        Message::PlatformDefined { command: 0x81, data: Bytes::from_static(&[0xDE, 0xAD, 0xBE, 0xEF]) }
     );
 }
 
 #[test]
 fn hj_layout_with_signature() {
     let (_, m) = decode(HJ_SIGNED, BodyLayout::Hj1239);
-    let Message::RealTime(InfoReport::Hj1239(h)) = &m else {
-        panic!("HJ report expected")
-    };
+    let Message::RealTime(InfoReport::Hj1239(h)) = &m else { panic!("HJ report expected") };
     assert_eq!(local(h.time), "2024-03-15 08:30:10");
     assert_eq!(h.serial, 0x0010);
     assert_eq!(h.records.len(), 2);
     assert_eq!(local(h.records[0].collected_at), "2024-03-15 08:30:00");
     assert_eq!(local(h.records[1].collected_at), "2024-03-15 08:30:01");
-    let InfoBody::DieselEngine(e) = &h.records[0].body else {
-        panic!("engine body expected")
-    };
+    let InfoBody::DieselEngine(e) = &h.records[0].body else { panic!("engine body expected") };
     approx(e.engine_speed_rpm(), 1450.5);
-    let InfoBody::DieselEngine(e2) = &h.records[1].body else {
-        panic!("engine body expected")
-    };
+    let InfoBody::DieselEngine(e2) = &h.records[1].body else { panic!("engine body expected") };
     assert_eq!(e2.engine_speed_rpm(), None);
     let sig = h.signature.unwrap();
     assert_eq!(sig.r[0], 0x01);
@@ -432,9 +374,7 @@ fn encrypted_frame_without_key() {
     assert_eq!(f.encryption, Encryption::Sm2);
     assert_eq!(
         Message::decode(&f, BodyLayout::Gb17691, Dialect::Vehicle),
-        Err(MessageError::EncryptedFrameNoKey {
-            scheme: Encryption::Sm2
-        })
+        Err(MessageError::EncryptedFrameNoKey { scheme: Encryption::Sm2 })
     );
 }
 

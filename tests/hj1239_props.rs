@@ -4,9 +4,9 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use smogwatch::hj1239::{
-    fuzz_harness, BodyLayout, Decoded, Dialect, Dtc, EngineData, Frame, FrameCodec, GasEngineData,
-    GbRecord, GbReport, HjRecord, HjReport, InfoBody, InfoReport, Login, Logout, MachineryReport,
-    Message, ObdInfo, PositionStatus, Sm2Signature, TerminalTime, Vin,
+    fuzz_harness, BodyLayout, Decoded, Dialect, Dtc, EngineData, Frame, FrameCodec, GasEngineData, GbRecord,
+    GbReport, HjRecord, HjReport, InfoBody, InfoReport, Login, Logout, MachineryReport, Message, ObdInfo,
+    PositionStatus, Sm2Signature, TerminalTime, Vin,
 };
 use tokio_util::codec::Decoder;
 
@@ -42,29 +42,27 @@ fn arb_engine() -> impl Strategy<Value = EngineData> {
             any::<u32>(),
         ),
     )
-        .prop_map(
-            |((a, b, c, d, e, f, g, h, i, j), (k, l, m, n, o, p, q, r, s))| EngineData {
-                vehicle_speed: a,
-                atmospheric_pressure: b,
-                net_torque: c,
-                friction_torque: d,
-                engine_speed: e,
-                fuel_flow: f,
-                scr_upstream_nox: g,
-                scr_downstream_nox: h,
-                reagent_level: i,
-                intake_air_flow: j,
-                scr_inlet_temperature: k,
-                scr_outlet_temperature: l,
-                dpf_pressure_drop: m,
-                coolant_temperature: n,
-                fuel_level: o,
-                position_status: PositionStatus(p),
-                longitude: q,
-                latitude: r,
-                odometer: s,
-            },
-        )
+        .prop_map(|((a, b, c, d, e, f, g, h, i, j), (k, l, m, n, o, p, q, r, s))| EngineData {
+            vehicle_speed: a,
+            atmospheric_pressure: b,
+            net_torque: c,
+            friction_torque: d,
+            engine_speed: e,
+            fuel_flow: f,
+            scr_upstream_nox: g,
+            scr_downstream_nox: h,
+            reagent_level: i,
+            intake_air_flow: j,
+            scr_inlet_temperature: k,
+            scr_outlet_temperature: l,
+            dpf_pressure_drop: m,
+            coolant_temperature: n,
+            fuel_level: o,
+            position_status: PositionStatus(p),
+            longitude: q,
+            latitude: r,
+            odometer: s,
+        })
 }
 
 fn arb_obd() -> impl Strategy<Value = ObdInfo> {
@@ -84,48 +82,36 @@ fn arb_obd() -> impl Strategy<Value = ObdInfo> {
         any::<[u16; 18]>(),
         faults,
     )
-        .prop_map(
-            |(protocol, mil_status, sup, ready, vin, cal, cvn, iupr, (fault_count, faults))| {
-                ObdInfo {
-                    protocol,
-                    mil_status,
-                    diagnostic_support: sup,
-                    diagnostic_readiness: ready,
-                    ecu_vin: Vin(vin),
-                    calibration_id: cal,
-                    cvn,
-                    iupr,
-                    fault_count,
-                    faults,
-                }
-            },
-        )
+        .prop_map(|(protocol, mil_status, sup, ready, vin, cal, cvn, iupr, (fault_count, faults))| {
+            ObdInfo {
+                protocol,
+                mil_status,
+                diagnostic_support: sup,
+                diagnostic_readiness: ready,
+                ecu_vin: Vin(vin),
+                calibration_id: cal,
+                cvn,
+                iupr,
+                fault_count,
+                faults,
+            }
+        })
 }
 
 fn arb_body() -> impl Strategy<Value = InfoBody> {
     prop_oneof![
         arb_obd().prop_map(InfoBody::Obd),
         arb_engine().prop_map(InfoBody::DieselEngine),
-        (
-            any::<u16>(),
-            any::<u8>(),
-            any::<u8>(),
-            any::<u8>(),
-            any::<u16>(),
-            any::<u16>(),
-            any::<[u8; 21]>()
-        )
-            .prop_map(
-                |(a, b, c, d, e, f, rest)| InfoBody::GasEngine(GasEngineData {
-                    vehicle_speed: a,
-                    atmospheric_pressure: b,
-                    net_torque: c,
-                    friction_torque: d,
-                    engine_speed: e,
-                    fuel_flow: f,
-                    rest,
-                })
-            ),
+        (any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u16>(), any::<u16>(), any::<[u8; 21]>())
+            .prop_map(|(a, b, c, d, e, f, rest)| InfoBody::GasEngine(GasEngineData {
+                vehicle_speed: a,
+                atmospheric_pressure: b,
+                net_torque: c,
+                friction_torque: d,
+                engine_speed: e,
+                fuel_flow: f,
+                rest,
+            })),
         any::<[u8; 8]>().prop_map(InfoBody::Hybrid),
         any::<[u8; 32]>().prop_map(InfoBody::TwcNox),
         any::<[u8; 17]>().prop_map(InfoBody::Supplementary),
@@ -134,26 +120,17 @@ fn arb_body() -> impl Strategy<Value = InfoBody> {
 
 fn arb_report() -> impl Strategy<Value = InfoReport> {
     prop_oneof![
-        (
-            arb_time(),
-            prop::collection::vec((any::<u16>(), arb_body()), 0..6)
-        )
-            .prop_map(|(time, recs)| {
-                InfoReport::Gb17691(GbReport {
-                    time,
-                    records: recs
-                        .into_iter()
-                        .map(|(serial, body)| GbRecord { serial, body })
-                        .collect(),
-                })
-            }),
+        (arb_time(), prop::collection::vec((any::<u16>(), arb_body()), 0..6)).prop_map(|(time, recs)| {
+            InfoReport::Gb17691(GbReport {
+                time,
+                records: recs.into_iter().map(|(serial, body)| GbRecord { serial, body }).collect(),
+            })
+        }),
         (
             arb_time(),
             any::<u16>(),
             prop::collection::vec((arb_time(), arb_body()), 0..6),
-            prop::option::of(
-                (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(r, s)| Sm2Signature { r, s })
-            ),
+            prop::option::of((any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(r, s)| Sm2Signature { r, s })),
         )
             .prop_map(|(time, serial, recs, signature)| {
                 InfoReport::Hj1239(HjReport {
@@ -174,47 +151,33 @@ fn arb_bytes(max: usize) -> impl Strategy<Value = Bytes> {
 }
 
 fn arb_machinery() -> impl Strategy<Value = MachineryReport> {
-    (
-        arb_time(),
-        any::<u8>(),
-        any::<u32>(),
-        any::<u32>(),
-        arb_bytes(64),
-    )
-        .prop_map(|(time, st, lon, lat, records)| MachineryReport {
+    (arb_time(), any::<u8>(), any::<u32>(), any::<u32>(), arb_bytes(64)).prop_map(
+        |(time, st, lon, lat, records)| MachineryReport {
             time,
             position_status: PositionStatus(st),
             longitude: lon,
             latitude: lat,
             records,
-        })
+        },
+    )
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (arb_time(), any::<u16>(), any::<[u8; 20]>(), arb_bytes(4)).prop_map(
-            |(time, serial, iccid, extra)| Message::Login(Login {
-                time,
-                serial,
-                iccid,
-                extra
-            })
-        ),
+        (arb_time(), any::<u16>(), any::<[u8; 20]>(), arb_bytes(4))
+            .prop_map(|(time, serial, iccid, extra)| Message::Login(Login { time, serial, iccid, extra })),
         arb_report().prop_map(Message::RealTime),
         arb_report().prop_map(Message::Reissue),
-        (arb_time(), any::<u16>(), arb_bytes(4)).prop_map(|(time, serial, extra)| Message::Logout(
-            Logout {
-                time,
-                serial,
-                extra
-            }
-        )),
+        (arb_time(), any::<u16>(), arb_bytes(4)).prop_map(|(time, serial, extra)| Message::Logout(Logout {
+            time,
+            serial,
+            extra
+        })),
         Just(Message::TimeCalibration),
         arb_machinery().prop_map(Message::MachineryRealTime),
         arb_machinery().prop_map(Message::MachineryReissue),
         arb_bytes(16).prop_map(Message::RemovalAlarm),
-        (0x80u8..=0xFE, arb_bytes(64))
-            .prop_map(|(command, data)| Message::PlatformDefined { command, data }),
+        (0x80u8..=0xFE, arb_bytes(64)).prop_map(|(command, data)| Message::PlatformDefined { command, data }),
     ]
 }
 
@@ -231,9 +194,7 @@ fn config_for(m: &Message) -> (BodyLayout, Dialect) {
 
 fn arb_frame_bytes() -> impl Strategy<Value = (Message, Frame, Vec<u8>)> {
     (arb_message(), any::<[u8; 17]>(), any::<u8>()).prop_map(|(m, vin, ver)| {
-        let f = m
-            .to_frame(Vin(vin), ver)
-            .expect("generated messages encode");
+        let f = m.to_frame(Vin(vin), ver).expect("generated messages encode");
         let bytes = f.to_bytes().expect("fits").to_vec();
         (m, f, bytes)
     })
@@ -264,16 +225,14 @@ fn frames_of(items: Vec<Decoded>) -> Vec<Frame> {
 
 /// Junk with no `##` pair, so it cannot hold a false start marker.
 fn arb_markerless_junk() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(prop_oneof![4 => any::<u8>(), 1 => Just(b'#')], 0..64).prop_map(
-        |mut v| {
-            for i in 1..v.len() {
-                if v[i] == b'#' && v[i - 1] == b'#' {
-                    v[i] = 0;
-                }
+    prop::collection::vec(prop_oneof![4 => any::<u8>(), 1 => Just(b'#')], 0..64).prop_map(|mut v| {
+        for i in 1..v.len() {
+            if v[i] == b'#' && v[i - 1] == b'#' {
+                v[i] = 0;
             }
-            v
-        },
-    )
+        }
+        v
+    })
 }
 
 proptest! {

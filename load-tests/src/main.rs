@@ -82,6 +82,9 @@ struct Overrides {
     workers: Option<usize>,
     #[arg(long, value_enum)]
     transport: Option<Transport>,
+    /// HJ 1239 gateway address (127.0.0.1:PORT) for `--transport hj1239`.
+    #[arg(long)]
+    hj1239_addr: Option<std::net::SocketAddr>,
     /// Directory for report.json and truth.json.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -115,6 +118,7 @@ impl Overrides {
         if let Some(b) = self.server_bin {
             s.server = ServerMode::Spawn { bin: Some(b) };
         }
+        s.hj1239_addr = self.hj1239_addr.or(s.hj1239_addr);
         s.out_dir = self.out.or(s.out_dir);
         s.anchor_ms = self.anchor_ms.or(s.anchor_ms);
         let f = if self.plant_all { PlantFlags::all() } else { s.flags };

@@ -1,6 +1,6 @@
 //! Scenarios (`standard`, `smoke`) and the run itself: start the server, register the fleet,
 //! drive the load, then judge detection against the ground truth and report.
-use crate::driver::{grpc::GrpcDriver, ConnStats, Driver, RunControl};
+use crate::driver::{grpc::GrpcDriver, hj1239::Hj1239Driver, ConnStats, Driver, RunControl};
 use crate::fleet::{self, VehicleSpec};
 use crate::plant::{self, GroundTruth, Plan, PlantFlags};
 use crate::procstat;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transport {
     Grpc,
-    /// HJ 1239 over TCP: waits for the codec (`src/hj1239/`) to land on main.
+    /// HJ 1239 over TCP, one connection per terminal, to a gateway at `hj1239_addr`.
     Hj1239,
 }
 
@@ -42,6 +42,8 @@ pub struct Scenario {
     pub server: ServerMode,
     pub workers: Option<usize>,
     pub transport: Transport,
+    /// The HJ 1239 gateway (the server has none yet: smogwatch ships the codec only).
+    pub hj1239_addr: Option<std::net::SocketAddr>,
     pub out_dir: Option<PathBuf>,
     /// Simulated time of the fleet's first records, epoch ms (default: two days ago, so every
     /// record is in the past whatever the compression).
@@ -69,6 +71,7 @@ impl Scenario {
             server: ServerMode::Spawn { bin: None },
             workers: None,
             transport: Transport::Grpc,
+            hj1239_addr: None,
             out_dir: None,
             anchor_ms: None,
             command: String::new(),
@@ -175,12 +178,16 @@ fn mib(kib: u64) -> f64 {
 
 /// Runs a scenario end to end and returns its report (also written to `out_dir` if set).
 pub async fn run(sc: Scenario) -> anyhow::Result<Report> {
-    if sc.transport == Transport::Hj1239 {
-        anyhow::bail!(
-            "the HJ 1239 driver needs the codec (src/hj1239/), which is not on this branch yet; \
-             it plugs in as one more `Driver` implementation"
-        );
-    }
+    let hj_addr = match (sc.transport, sc.hj1239_addr) {
+        (Transport::Hj1239, None) => anyhow::bail!(
+            "--transport hj1239 needs --hj1239-addr 127.0.0.1:PORT: the server has no HJ 1239 TCP \
+             gateway yet (src/hj1239 is the codec only)"
+        ),
+        (Transport::Hj1239, Some(a)) if !a.ip().is_loopback() => {
+            anyhow::bail!("only 127.0.0.1 may be load-tested")
+        }
+        (_, a) => a,
+    };
     let say = |m: &str| {
         if !sc.quiet {
             eprintln!("[load] {m}");
@@ -198,13 +205,20 @@ pub async fn run(sc: Scenario) -> anyhow::Result<Report> {
     let registration_s = reg_started.elapsed().as_secs_f64();
     say(&format!("registered in {registration_s:.1} s; driving load"));
 
-    // A vehicle always uses the same connection (keeps its batches in order).
-    let n = sc.connections.max(1);
+    // A vehicle always uses the same connection (keeps its batches in order). HJ 1239 has one
+    // connection per terminal.
+    let (n, per_message) = match sc.transport {
+        Transport::Grpc => (sc.connections.max(1), sc.batch_vehicles),
+        Transport::Hj1239 => (sims.len().max(1), 1),
+    };
     let mut parts: Vec<Vec<VehicleSim>> = (0..n).map(|_| Vec::new()).collect();
     for (i, s) in sims.into_iter().enumerate() {
         parts[i % n].push(s);
     }
-    let driver: Arc<dyn Driver> = Arc::new(GrpcDriver { addr: target.grpc_addr });
+    let driver: Arc<dyn Driver> = match (sc.transport, hj_addr) {
+        (Transport::Hj1239, Some(addr)) => Arc::new(Hj1239Driver { addr }),
+        _ => Arc::new(GrpcDriver { addr: target.grpc_addr }),
+    };
     let s_load = target.pid.and_then(procstat::sample);
     let me_load = procstat::sample(std::process::id());
     let ctl = Arc::new(RunControl::new(sc.duration, sc.max_records, sc.rate, n, sc.window));
@@ -212,7 +226,7 @@ pub async fn run(sc: Scenario) -> anyhow::Result<Report> {
         .into_iter()
         .enumerate()
         .map(|(i, sims)| {
-            tokio::spawn(driver.run(i, Source::new(sims, sc.sim_seconds, sc.batch_vehicles), ctl.clone()))
+            tokio::spawn(driver.run(i, Source::new(sims, sc.sim_seconds, per_message), ctl.clone()))
         })
         .collect();
     let mut stats = ConnStats::new();
@@ -267,7 +281,7 @@ pub async fn run(sc: Scenario) -> anyhow::Result<Report> {
             anchor: smogwatch::model::format_ms(anchor_ms),
             connections: n,
             window: sc.window,
-            vehicle_batches_per_message: sc.batch_vehicles,
+            vehicle_batches_per_message: per_message,
             rate: sc.rate,
             duration_s: sc.duration.as_secs_f64(),
             max_records: sc.max_records,

@@ -49,20 +49,13 @@ pub enum Answer {
 impl Answer {
     /// Login answer: accepted or refused.
     pub fn login(time: TerminalTime, accepted: bool) -> Self {
-        let result = if accepted {
-            ANSWER_RESULT_SUCCESS
-        } else {
-            ANSWER_RESULT_FAILURE
-        };
+        let result = if accepted { ANSWER_RESULT_SUCCESS } else { ANSWER_RESULT_FAILURE };
         Answer::Login { time, result }
     }
 
     /// Logout answer (always accepted).
     pub fn logout(time: TerminalTime) -> Self {
-        Answer::Logout {
-            time,
-            result: ANSWER_RESULT_SUCCESS,
-        }
+        Answer::Logout { time, result: ANSWER_RESULT_SUCCESS }
     }
 
     /// Time-calibration answer carrying the server time.
@@ -115,11 +108,8 @@ impl Answer {
         let mut r = Reader::new(&frame.data);
         let mut time_and_result = |what| -> Result<(TerminalTime, u8), MessageError> {
             let time = r.time(what)?;
-            let result = if LOGIN_LOGOUT_ANSWER_HAS_RESULT {
-                r.u8("answer result")?
-            } else {
-                ANSWER_RESULT_SUCCESS
-            };
+            let result =
+                if LOGIN_LOGOUT_ANSWER_HAS_RESULT { r.u8("answer result")? } else { ANSWER_RESULT_SUCCESS };
             Ok((time, result))
         };
         let answer = match frame.command {
@@ -131,14 +121,9 @@ impl Answer {
                 let (time, result) = time_and_result("logout answer time")?;
                 Answer::Logout { time, result }
             }
-            command::TIME_CALIBRATION => Answer::TimeCalibration {
-                time: r.time("calibration time")?,
-            },
+            command::TIME_CALIBRATION => Answer::TimeCalibration { time: r.time("calibration time")? },
             other => {
-                return Err(MessageError::UnexpectedCommand {
-                    command: other,
-                    expected: "platform answer",
-                })
+                return Err(MessageError::UnexpectedCommand { command: other, expected: "platform answer" })
             }
         };
         r.finish("platform answer")?;
@@ -153,18 +138,12 @@ mod tests {
     #[test]
     fn round_trips() {
         let t = TerminalTime::from_bytes([25, 1, 2, 3, 4, 5]).unwrap();
-        for a in [
-            Answer::login(t, true),
-            Answer::login(t, false),
-            Answer::logout(t),
-            Answer::time_calibration(t),
-        ] {
+        for a in
+            [Answer::login(t, true), Answer::login(t, false), Answer::logout(t), Answer::time_calibration(t)]
+        {
             let f = a.to_frame(Vin([b'V'; 17]), 3);
             assert_eq!(Answer::decode(&f), Ok(a));
         }
-        assert_eq!(
-            &Answer::time_calibration(t).encode_data()[..],
-            &[25, 1, 2, 3, 4, 5]
-        );
+        assert_eq!(&Answer::time_calibration(t).encode_data()[..], &[25, 1, 2, 3, 4, 5]);
     }
 }

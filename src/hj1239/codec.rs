@@ -90,10 +90,7 @@ pub enum FrameError {
         excerpt: String,
     },
     /// The stream ended (or a stored frame stops) before the frame was complete.
-    #[error(
-        "truncated frame from {}: need {needed} bytes, have {available} [{excerpt}]",
-        vin_label(vin)
-    )]
+    #[error("truncated frame from {}: need {needed} bytes, have {available} [{excerpt}]", vin_label(vin))]
     Truncated {
         /// Bytes the frame needs.
         needed: usize,
@@ -129,8 +126,7 @@ impl FrameError {
 }
 
 fn vin_label(vin: &Option<Vin>) -> String {
-    vin.map(|v| v.to_string())
-        .unwrap_or_else(|| "unreadable VIN".to_owned())
+    vin.map(|v| v.to_string()).unwrap_or_else(|| "unreadable VIN".to_owned())
 }
 
 /// Upper-case hex of the first [`EXCERPT_LEN`] bytes, `…` when cut.
@@ -177,18 +173,12 @@ impl Default for FrameCodec {
 impl FrameCodec {
     /// Codec with [`DEFAULT_MAX_DATA_LEN`].
     pub fn new() -> Self {
-        Self {
-            max_data_len: DEFAULT_MAX_DATA_LEN,
-            stats: CodecStats::default(),
-        }
+        Self { max_data_len: DEFAULT_MAX_DATA_LEN, stats: CodecStats::default() }
     }
 
     /// Codec accepting data units up to `max` bytes (capped at the u16 maximum, 65,535).
     pub fn with_max_data_len(max: usize) -> Self {
-        Self {
-            max_data_len: max.min(MAX_WIRE_DATA_LEN),
-            stats: CodecStats::default(),
-        }
+        Self { max_data_len: max.min(MAX_WIRE_DATA_LEN), stats: CodecStats::default() }
     }
 
     /// The configured data-length limit.
@@ -206,10 +196,7 @@ impl FrameCodec {
         let excerpt = hex_excerpt(src.get(..n).unwrap_or_default());
         src.advance(n);
         self.stats.junk_bytes += n as u64;
-        Decoded::Dropped(FrameError::Junk {
-            skipped: n,
-            excerpt,
-        })
+        Decoded::Dropped(FrameError::Junk { skipped: n, excerpt })
     }
 }
 
@@ -224,15 +211,11 @@ enum Start {
 fn find_frame_start(buf: &[u8]) -> Start {
     let mut from = 0;
     loop {
-        let found = buf
-            .get(from..)
-            .and_then(|s| s.windows(2).position(|w| w == START_MARKER));
+        let found = buf.get(from..).and_then(|s| s.windows(2).position(|w| w == START_MARKER));
         let Some(rel) = found else {
             // Keep a trailing '#': it may be the first half of a marker split across reads.
             let keep = usize::from(buf.last() == Some(&START_MARKER[0]));
-            return Start::NotYet {
-                junk: buf.len() - keep,
-            };
+            return Start::NotYet { junk: buf.len() - keep };
         };
         let at = from + rel;
         match buf.get(at + 2) {
@@ -313,9 +296,7 @@ impl Decoder for FrameCodec {
         match inspect(src, self.max_data_len) {
             Inspect::Complete { total } => {
                 self.stats.frames_ok += 1;
-                Ok(Some(Decoded::Frame(frame_from_checked(
-                    src.split_to(total).freeze(),
-                ))))
+                Ok(Some(Decoded::Frame(frame_from_checked(src.split_to(total).freeze()))))
             }
             Inspect::NeedMore { needed } => {
                 src.reserve(needed.saturating_sub(src.len()));
@@ -466,12 +447,7 @@ mod tests {
         assert_eq!(frames(&items).len(), 1);
         let first = items.first().unwrap();
         match first {
-            Decoded::Dropped(FrameError::BadBcc {
-                expected,
-                actual,
-                vin,
-                ..
-            }) => {
+            Decoded::Dropped(FrameError::BadBcc { expected, actual, vin, .. }) => {
                 assert_eq!(*expected, 0x5E);
                 assert_eq!(*actual, 0x5E ^ 0xFF);
                 assert_eq!(vin.unwrap().as_str(), Some("LG6ZDANH7EY208182"));
@@ -494,10 +470,7 @@ mod tests {
         let items = drain(&mut codec, &mut buf, false);
         assert!(matches!(
             items.first(),
-            Some(Decoded::Dropped(FrameError::Oversize {
-                declared: 0xFFFF,
-                ..
-            }))
+            Some(Decoded::Dropped(FrameError::Oversize { declared: 0xFFFF, .. }))
         ));
         assert_eq!(frames(&items).len(), 1);
         assert_eq!(codec.stats().oversize, 1);
@@ -563,12 +536,7 @@ mod tests {
             terminal
         });
         let mut got = Vec::new();
-        while got
-            .iter()
-            .filter(|d| matches!(d, Decoded::Frame(_)))
-            .count()
-            < 2
-        {
+        while got.iter().filter(|d| matches!(d, Decoded::Frame(_))).count() < 2 {
             got.push(framed.next().await.unwrap().unwrap());
         }
         let kinds: Vec<&str> = got
@@ -580,8 +548,7 @@ mod tests {
             .collect();
         assert_eq!(kinds.first(), Some(&"junk"));
         assert!(kinds.contains(&"bad_bcc"));
-        let Some(Decoded::Frame(req)) = got.into_iter().find(|d| matches!(d, Decoded::Frame(_)))
-        else {
+        let Some(Decoded::Frame(req)) = got.into_iter().find(|d| matches!(d, Decoded::Frame(_))) else {
             panic!("no frame")
         };
         assert!(matches!(

@@ -55,12 +55,7 @@ mod tests {
     struct XorKeys(Vin);
 
     impl Decryptor for XorKeys {
-        fn decrypt(
-            &self,
-            vin: &Vin,
-            scheme: Encryption,
-            c: &[u8],
-        ) -> Result<Option<Bytes>, DecryptError> {
+        fn decrypt(&self, vin: &Vin, scheme: Encryption, c: &[u8]) -> Result<Option<Bytes>, DecryptError> {
             if *vin != self.0 || scheme != Encryption::Sm2 {
                 return Ok(None);
             }
@@ -79,15 +74,12 @@ mod tests {
             encryption: Encryption::Sm2,
             data: plain.iter().map(|b| b ^ 0x5A).collect(),
         };
-        let m = Message::decode_with(&frame, BodyLayout::Gb17691, Dialect::Vehicle, &XorKeys(vin))
-            .unwrap();
+        let m = Message::decode_with(&frame, BodyLayout::Gb17691, Dialect::Vehicle, &XorKeys(vin)).unwrap();
         assert!(matches!(m, Message::Logout(l) if l.serial == 1));
         let other = XorKeys(Vin([b'Z'; 17]));
         assert_eq!(
             Message::decode_with(&frame, BodyLayout::Gb17691, Dialect::Vehicle, &other),
-            Err(MessageError::EncryptedFrameNoKey {
-                scheme: Encryption::Sm2
-            })
+            Err(MessageError::EncryptedFrameNoKey { scheme: Encryption::Sm2 })
         );
     }
 }

@@ -53,101 +53,44 @@ pub mod scale {
     const U16_MAX_VALID: u32 = 0xFAFF;
 
     /// 1: vehicle speed, 1/256 km/h, 0–250.996 km/h (SPN 84).
-    pub const VEHICLE_SPEED: FieldScale = FieldScale {
-        resolution: 1.0 / 256.0,
-        offset: 0.0,
-        max_raw: U16_MAX_VALID,
-    };
+    pub const VEHICLE_SPEED: FieldScale =
+        FieldScale { resolution: 1.0 / 256.0, offset: 0.0, max_raw: U16_MAX_VALID };
     /// 2: atmospheric pressure, 0.5 kPa, 0–125 kPa (SPN 108).
-    pub const ATMOSPHERIC_PRESSURE: FieldScale = FieldScale {
-        resolution: 0.5,
-        offset: 0.0,
-        max_raw: U8_MAX_VALID,
-    };
+    pub const ATMOSPHERIC_PRESSURE: FieldScale =
+        FieldScale { resolution: 0.5, offset: 0.0, max_raw: U8_MAX_VALID };
     /// 3: engine net output torque, 1 %, −125–125 % (SPN 513).
-    pub const NET_TORQUE: FieldScale = FieldScale {
-        resolution: 1.0,
-        offset: -125.0,
-        max_raw: U8_MAX_VALID,
-    };
+    pub const NET_TORQUE: FieldScale = FieldScale { resolution: 1.0, offset: -125.0, max_raw: U8_MAX_VALID };
     /// 4: friction torque, 1 %, −125–125 % (SPN 514).
-    pub const FRICTION_TORQUE: FieldScale = FieldScale {
-        resolution: 1.0,
-        offset: -125.0,
-        max_raw: U8_MAX_VALID,
-    };
+    pub const FRICTION_TORQUE: FieldScale =
+        FieldScale { resolution: 1.0, offset: -125.0, max_raw: U8_MAX_VALID };
     /// 5: engine speed, 0.125 rpm, 0–8031.875 rpm (SPN 190).
-    pub const ENGINE_SPEED: FieldScale = FieldScale {
-        resolution: 0.125,
-        offset: 0.0,
-        max_raw: U16_MAX_VALID,
-    };
+    pub const ENGINE_SPEED: FieldScale =
+        FieldScale { resolution: 0.125, offset: 0.0, max_raw: U16_MAX_VALID };
     /// 6: engine fuel flow, 0.05 L/h, 0–3212.75 L/h (SPN 183).
-    pub const FUEL_FLOW: FieldScale = FieldScale {
-        resolution: 0.05,
-        offset: 0.0,
-        max_raw: U16_MAX_VALID,
-    };
+    pub const FUEL_FLOW: FieldScale = FieldScale { resolution: 0.05, offset: 0.0, max_raw: U16_MAX_VALID };
     /// 7/8: SCR up/downstream NOx, 0.05 ppm, −200–3012.75 ppm (SPN 3216/3226; see module doc).
-    pub const NOX: FieldScale = FieldScale {
-        resolution: 0.05,
-        offset: -200.0,
-        max_raw: U16_MAX_VALID,
-    };
+    pub const NOX: FieldScale = FieldScale { resolution: 0.05, offset: -200.0, max_raw: U16_MAX_VALID };
     /// 9: reagent remaining, 0.4 %, 0–100 % (SPN 1761).
-    pub const REAGENT_LEVEL: FieldScale = FieldScale {
-        resolution: 0.4,
-        offset: 0.0,
-        max_raw: U8_MAX_VALID,
-    };
+    pub const REAGENT_LEVEL: FieldScale = FieldScale { resolution: 0.4, offset: 0.0, max_raw: U8_MAX_VALID };
     /// 10: intake air mass flow, 0.05 kg/h, 0–3212.75 kg/h (SPN 132).
-    pub const INTAKE_AIR_FLOW: FieldScale = FieldScale {
-        resolution: 0.05,
-        offset: 0.0,
-        max_raw: U16_MAX_VALID,
-    };
+    pub const INTAKE_AIR_FLOW: FieldScale =
+        FieldScale { resolution: 0.05, offset: 0.0, max_raw: U16_MAX_VALID };
     /// 11/12: SCR inlet/outlet temperature, 0.03125 °C, −273–1734.97 °C (SPN 4360/4363).
-    pub const SCR_TEMPERATURE: FieldScale = FieldScale {
-        resolution: 0.031_25,
-        offset: -273.0,
-        max_raw: U16_MAX_VALID,
-    };
+    pub const SCR_TEMPERATURE: FieldScale =
+        FieldScale { resolution: 0.031_25, offset: -273.0, max_raw: U16_MAX_VALID };
     /// 13: DPF differential pressure, 0.1 kPa, 0–6425.5 kPa (SPN 3251).
-    pub const DPF_PRESSURE: FieldScale = FieldScale {
-        resolution: 0.1,
-        offset: 0.0,
-        max_raw: U16_MAX_VALID,
-    };
+    pub const DPF_PRESSURE: FieldScale = FieldScale { resolution: 0.1, offset: 0.0, max_raw: U16_MAX_VALID };
     /// 14: coolant temperature, 1 °C, −40–210 °C (SPN 110).
-    pub const COOLANT_TEMPERATURE: FieldScale = FieldScale {
-        resolution: 1.0,
-        offset: -40.0,
-        max_raw: U8_MAX_VALID,
-    };
+    pub const COOLANT_TEMPERATURE: FieldScale =
+        FieldScale { resolution: 1.0, offset: -40.0, max_raw: U8_MAX_VALID };
     /// 15: fuel tank level, 0.4 %, 0–100 % (SPN 96).
-    pub const FUEL_LEVEL: FieldScale = FieldScale {
-        resolution: 0.4,
-        offset: 0.0,
-        max_raw: U8_MAX_VALID,
-    };
+    pub const FUEL_LEVEL: FieldScale = FieldScale { resolution: 0.4, offset: 0.0, max_raw: U8_MAX_VALID };
     /// 17: longitude magnitude, 1e-6 degree, 0–180.
-    pub const LONGITUDE: FieldScale = FieldScale {
-        resolution: 1e-6,
-        offset: 0.0,
-        max_raw: 180_000_000,
-    };
+    pub const LONGITUDE: FieldScale = FieldScale { resolution: 1e-6, offset: 0.0, max_raw: 180_000_000 };
     /// 18: latitude magnitude, 1e-6 degree, 0–90.
-    pub const LATITUDE: FieldScale = FieldScale {
-        resolution: 1e-6,
-        offset: 0.0,
-        max_raw: 90_000_000,
-    };
+    pub const LATITUDE: FieldScale = FieldScale { resolution: 1e-6, offset: 0.0, max_raw: 90_000_000 };
     /// 19: odometer, 0.1 km. The reference gives no range: only sentinels are excluded.
-    pub const ODOMETER: FieldScale = FieldScale {
-        resolution: 0.1,
-        offset: 0.0,
-        max_raw: 0xFFFF_FFFD,
-    };
+    pub const ODOMETER: FieldScale = FieldScale { resolution: 0.1, offset: 0.0, max_raw: 0xFFFF_FFFD };
 }
 
 pub(crate) fn u8_value(raw: u8, s: FieldScale) -> Option<f64> {
@@ -194,11 +137,7 @@ pub struct GeoPoint {
 }
 
 /// Signed longitude/latitude from a status byte and the two magnitudes (shared with machinery).
-pub(crate) fn signed_coordinates(
-    status: PositionStatus,
-    lon: u32,
-    lat: u32,
-) -> (Option<f64>, Option<f64>) {
+pub(crate) fn signed_coordinates(status: PositionStatus, lon: u32, lat: u32) -> (Option<f64>, Option<f64>) {
     let sign = |negative: bool| if negative { -1.0 } else { 1.0 };
     (
         u32_value(lon, scale::LONGITUDE).map(|v| v * sign(status.west())),
@@ -212,10 +151,7 @@ pub(crate) fn fixed_position(status: PositionStatus, lon: u32, lat: u32) -> Opti
         return None;
     }
     match signed_coordinates(status, lon, lat) {
-        (Some(longitude), Some(latitude)) => Some(GeoPoint {
-            longitude,
-            latitude,
-        }),
+        (Some(longitude), Some(latitude)) => Some(GeoPoint { longitude, latitude }),
         _ => None,
     }
 }

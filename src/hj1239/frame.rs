@@ -113,11 +113,9 @@ impl Encryption {
     pub fn to_byte(self) -> u8 {
         match self {
             Encryption::Unknown(b) => b,
-            known => ENCRYPTION_TABLE
-                .iter()
-                .find(|(_, e)| *e == known)
-                .map(|(code, _)| *code)
-                .unwrap_or(0x01),
+            known => {
+                ENCRYPTION_TABLE.iter().find(|(_, e)| *e == known).map(|(code, _)| *code).unwrap_or(0x01)
+            }
         }
     }
 }
@@ -172,9 +170,8 @@ impl Frame {
 
     /// Appends the frame (marker, header, data, BCC) to `dst`.
     pub fn encode_into(&self, dst: &mut BytesMut) -> Result<(), FrameEncodeError> {
-        let len = u16::try_from(self.data.len()).map_err(|_| FrameEncodeError::DataTooLong {
-            len: self.data.len(),
-        })?;
+        let len = u16::try_from(self.data.len())
+            .map_err(|_| FrameEncodeError::DataTooLong { len: self.data.len() })?;
         dst.reserve(self.wire_len());
         let start = dst.len();
         dst.put_slice(&START_MARKER);
@@ -240,26 +237,12 @@ pub(crate) fn header_vin(bytes: &[u8]) -> Option<Vin> {
 /// but callers only pass checked frames.
 pub(crate) fn frame_from_checked(frame: Bytes) -> Frame {
     let command = frame.get(2).copied().unwrap_or(0);
-    let vin = frame
-        .get(3..20)
-        .and_then(|s| <[u8; 17]>::try_from(s).ok())
-        .map(Vin)
-        .unwrap_or(Vin([0; 17]));
+    let vin = frame.get(3..20).and_then(|s| <[u8; 17]>::try_from(s).ok()).map(Vin).unwrap_or(Vin([0; 17]));
     let software_version = frame.get(20).copied().unwrap_or(0);
     let encryption = Encryption::from_byte(frame.get(21).copied().unwrap_or(0x01));
     let end = frame.len().saturating_sub(1).max(HEADER_LEN);
-    let data = if frame.len() > HEADER_LEN {
-        frame.slice(HEADER_LEN..end)
-    } else {
-        Bytes::new()
-    };
-    Frame {
-        command,
-        vin,
-        software_version,
-        encryption,
-        data,
-    }
+    let data = if frame.len() > HEADER_LEN { frame.slice(HEADER_LEN..end) } else { Bytes::new() };
+    Frame { command, vin, software_version, encryption, data }
 }
 
 #[cfg(test)]
@@ -298,14 +281,8 @@ mod tests {
         assert_eq!(Frame::parse(&bytes).unwrap(), f);
         let mut longer = bytes.to_vec();
         longer.push(0);
-        assert!(matches!(
-            Frame::parse(&longer),
-            Err(crate::hj1239::FrameError::Junk { skipped: 1, .. })
-        ));
-        assert!(matches!(
-            Frame::parse(&bytes[..10]),
-            Err(crate::hj1239::FrameError::Truncated { .. })
-        ));
+        assert!(matches!(Frame::parse(&longer), Err(crate::hj1239::FrameError::Junk { skipped: 1, .. })));
+        assert!(matches!(Frame::parse(&bytes[..10]), Err(crate::hj1239::FrameError::Truncated { .. })));
     }
 
     #[test]
@@ -317,9 +294,6 @@ mod tests {
             encryption: Encryption::None,
             data: Bytes::from(vec![0u8; 70_000]),
         };
-        assert_eq!(
-            f.to_bytes(),
-            Err(FrameEncodeError::DataTooLong { len: 70_000 })
-        );
+        assert_eq!(f.to_bytes(), Err(FrameEncodeError::DataTooLong { len: 70_000 }));
     }
 }

@@ -25,9 +25,8 @@ const DIALECTS: [Dialect; 2] = [Dialect::Vehicle, Dialect::Machinery];
 pub fn fuzz_harness(input: &[u8]) {
     let (frames, stats) = run_codec(input, |_| usize::MAX);
     let sizes: Vec<usize> = input.iter().map(|b| 1 + usize::from(b % 16)).collect();
-    let (chunked, chunked_stats) = run_codec(input, |i| {
-        sizes.get(i % sizes.len().max(1)).copied().unwrap_or(1)
-    });
+    let (chunked, chunked_stats) =
+        run_codec(input, |i| sizes.get(i % sizes.len().max(1)).copied().unwrap_or(1));
     assert_eq!(frames, chunked, "frames depend on chunking");
     assert_eq!(stats, chunked_stats, "counters depend on chunking");
     if input.len() <= 4096 {
@@ -91,10 +90,7 @@ fn run_codec(input: &[u8], chunk: impl Fn(usize) -> usize) -> (Vec<Frame>, Codec
 fn check_frame(frame: &Frame) {
     let bytes = frame.to_bytes();
     let reparsed = bytes.as_ref().ok().map(|b| Frame::parse(b));
-    assert!(
-        matches!(reparsed, Some(Ok(ref f)) if f == frame),
-        "frame does not survive encode/parse"
-    );
+    assert!(matches!(reparsed, Some(Ok(ref f)) if f == frame), "frame does not survive encode/parse");
     for layout in LAYOUTS {
         for dialect in DIALECTS {
             if let Ok(m) = Message::decode(frame, layout, dialect) {
@@ -109,10 +105,7 @@ fn check_frame(frame: &Frame) {
 
 fn check_message(m: &Message, data: &Bytes) {
     let encoded = m.encode_data();
-    assert!(
-        matches!(encoded, Ok(ref e) if e == data),
-        "message does not re-encode to its bytes: {m:?}"
-    );
+    assert!(matches!(encoded, Ok(ref e) if e == data), "message does not re-encode to its bytes: {m:?}");
     if let Message::RealTime(r) | Message::Reissue(r) = m {
         for (time, body) in r.bodies() {
             let _ = time.epoch_millis_utc();

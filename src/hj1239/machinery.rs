@@ -14,9 +14,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::engine::{
-    fixed_position, signed_coordinates, u16_value, FieldScale, GeoPoint, PositionStatus,
-};
+use super::engine::{fixed_position, signed_coordinates, u16_value, FieldScale, GeoPoint, PositionStatus};
 use super::error::MessageError;
 use super::reader::Reader;
 use super::time::TerminalTime;
@@ -26,11 +24,7 @@ pub const MACHINERY_HEADER_LEN: usize = 15;
 
 /// EGR valve opening (actual and target), 0.0025 %/bit (reference), u16 with 0–100 % valid
 /// (raw 0..=40,000). UNVERIFIED width and range.
-pub const EGR_OPENING: FieldScale = FieldScale {
-    resolution: 0.0025,
-    offset: 0.0,
-    max_raw: 40_000,
-};
+pub const EGR_OPENING: FieldScale = FieldScale { resolution: 0.0025, offset: 0.0, max_raw: 40_000 };
 
 /// EGR valve opening in % from its raw value (sentinels and > 100 % → `None`).
 pub fn egr_opening_percent(raw: u16) -> Option<f64> {
@@ -61,13 +55,7 @@ impl MachineryReport {
         let longitude = r.u32("machinery longitude")?;
         let latitude = r.u32("machinery latitude")?;
         let records = data.slice(r.offset()..);
-        Ok(Self {
-            time,
-            position_status,
-            longitude,
-            latitude,
-            records,
-        })
+        Ok(Self { time, position_status, longitude, latitude, records })
     }
 
     /// Appends the data unit.

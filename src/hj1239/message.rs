@@ -57,9 +57,7 @@ impl Command {
             command::REISSUE => Command::Reissue,
             command::LOGOUT => Command::Logout,
             command::TIME_CALIBRATION => Command::TimeCalibration,
-            command::PLATFORM_DEFINED_FIRST..=command::PLATFORM_DEFINED_LAST => {
-                Command::PlatformDefined(b)
-            }
+            command::PLATFORM_DEFINED_FIRST..=command::PLATFORM_DEFINED_LAST => Command::PlatformDefined(b),
             other => Command::Reserved(other),
         }
     }
@@ -94,9 +92,7 @@ pub struct Login {
 impl Login {
     /// ICCID as text, if ASCII (NUL padding removed).
     pub fn iccid_str(&self) -> Option<&str> {
-        let s = std::str::from_utf8(&self.iccid)
-            .ok()
-            .filter(|s| s.is_ascii())?;
+        let s = std::str::from_utf8(&self.iccid).ok().filter(|s| s.is_ascii())?;
         Some(s.trim_end_matches('\0'))
     }
 }
@@ -143,11 +139,7 @@ pub enum Message {
 impl Message {
     /// Decodes an unencrypted frame. Encrypted frames fail with
     /// [`MessageError::EncryptedFrameNoKey`]; use [`Message::decode_with`] to supply keys.
-    pub fn decode(
-        frame: &Frame,
-        layout: BodyLayout,
-        dialect: Dialect,
-    ) -> Result<Self, MessageError> {
+    pub fn decode(frame: &Frame, layout: BodyLayout, dialect: Dialect) -> Result<Self, MessageError> {
         Self::decode_with(frame, layout, dialect, &NoKeys)
     }
 
@@ -180,30 +172,17 @@ impl Message {
                 let serial = r.u16("login serial")?;
                 let iccid = r.array("ICCID")?;
                 let extra = data.slice(r.offset()..);
-                Ok(Message::Login(Login {
-                    time,
-                    serial,
-                    iccid,
-                    extra,
-                }))
+                Ok(Message::Login(Login { time, serial, iccid, extra }))
             }
             (Command::Logout, _) => {
                 let mut r = Reader::new(data);
                 let time = r.time("logout time")?;
                 let serial = r.u16("logout serial")?;
                 let extra = data.slice(r.offset()..);
-                Ok(Message::Logout(Logout {
-                    time,
-                    serial,
-                    extra,
-                }))
+                Ok(Message::Logout(Logout { time, serial, extra }))
             }
-            (Command::RealTime, Dialect::Vehicle) => {
-                InfoReport::decode(data, layout).map(Message::RealTime)
-            }
-            (Command::Reissue, Dialect::Vehicle) => {
-                InfoReport::decode(data, layout).map(Message::Reissue)
-            }
+            (Command::RealTime, Dialect::Vehicle) => InfoReport::decode(data, layout).map(Message::RealTime),
+            (Command::Reissue, Dialect::Vehicle) => InfoReport::decode(data, layout).map(Message::Reissue),
             (Command::RealTime, Dialect::Machinery) => {
                 MachineryReport::decode(data).map(Message::MachineryRealTime)
             }
@@ -214,13 +193,10 @@ impl Message {
                 Reader::new(data).finish("time calibration request")?;
                 Ok(Message::TimeCalibration)
             }
-            (Command::TimeCalibration, Dialect::Machinery) => {
-                Ok(Message::RemovalAlarm(data.clone()))
+            (Command::TimeCalibration, Dialect::Machinery) => Ok(Message::RemovalAlarm(data.clone())),
+            (Command::PlatformDefined(command), _) => {
+                Ok(Message::PlatformDefined { command, data: data.clone() })
             }
-            (Command::PlatformDefined(command), _) => Ok(Message::PlatformDefined {
-                command,
-                data: data.clone(),
-            }),
             (Command::Reserved(command), _) => Err(MessageError::ReservedCommand { command }),
         }
     }
@@ -309,9 +285,7 @@ mod tests {
         f.encryption = Encryption::Sm2;
         assert_eq!(
             Message::decode(&f, BodyLayout::Gb17691, Dialect::Vehicle),
-            Err(MessageError::EncryptedFrameNoKey {
-                scheme: Encryption::Sm2
-            })
+            Err(MessageError::EncryptedFrameNoKey { scheme: Encryption::Sm2 })
         );
         f.encryption = Encryption::Abnormal;
         assert!(matches!(

@@ -80,9 +80,7 @@ pub mod signature;
 mod time;
 
 pub use answer::Answer;
-pub use codec::{
-    CodecEncodeError, CodecStats, Decoded, FrameCodec, FrameError, DEFAULT_MAX_DATA_LEN,
-};
+pub use codec::{CodecEncodeError, CodecStats, Decoded, FrameCodec, FrameError, DEFAULT_MAX_DATA_LEN};
 pub use crypto::{DecryptError, Decryptor, NoKeys};
 pub use engine::{EngineData, GasEngineData, GeoPoint, PositionStatus};
 pub use error::MessageError;

@@ -99,11 +99,7 @@ impl ObdInfo {
             *slot = f.u16("IUPR")?;
         }
         let fault_count = f.u8("fault count")?;
-        let n = if fault_count >= FAULT_COUNT_INVALID_FIRST {
-            0
-        } else {
-            usize::from(fault_count)
-        };
+        let n = if fault_count >= FAULT_COUNT_INVALID_FIRST { 0 } else { usize::from(fault_count) };
         let mut faults = Vec::with_capacity(n);
         for _ in 0..n {
             faults.push(Dtc(r.array("OBD fault code")?));
@@ -123,11 +119,8 @@ impl ObdInfo {
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) -> Result<(), MessageError> {
-        let expected = if self.fault_count >= FAULT_COUNT_INVALID_FIRST {
-            0
-        } else {
-            usize::from(self.fault_count)
-        };
+        let expected =
+            if self.fault_count >= FAULT_COUNT_INVALID_FIRST { 0 } else { usize::from(self.fault_count) };
         if self.faults.len() != expected {
             return Err(MessageError::FaultCountMismatch {
                 count: self.fault_count,
@@ -224,9 +217,6 @@ mod tests {
     fn fault_list_truncated() {
         let mut body = vec![0u8; 96 + 4];
         body[95] = 2;
-        assert!(matches!(
-            ObdInfo::decode(&mut Reader::new(&body)),
-            Err(MessageError::Truncated { .. })
-        ));
+        assert!(matches!(ObdInfo::decode(&mut Reader::new(&body)), Err(MessageError::Truncated { .. })));
     }
 }

@@ -27,34 +27,22 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], MessageError> {
-        let slice = self
-            .pos
-            .checked_add(n)
-            .and_then(|end| self.buf.get(self.pos..end))
-            .ok_or(MessageError::Truncated {
-                what,
-                offset: self.pos,
-                needed: n,
-                available: self.remaining(),
-            })?;
+        let slice = self.pos.checked_add(n).and_then(|end| self.buf.get(self.pos..end)).ok_or(
+            MessageError::Truncated { what, offset: self.pos, needed: n, available: self.remaining() },
+        )?;
         self.pos += n;
         Ok(slice)
     }
 
-    pub(crate) fn array<const N: usize>(
-        &mut self,
-        what: &'static str,
-    ) -> Result<[u8; N], MessageError> {
+    pub(crate) fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], MessageError> {
         let offset = self.pos;
         let available = self.remaining();
-        self.take(N, what)?
-            .try_into()
-            .map_err(|_| MessageError::Truncated {
-                what,
-                offset,
-                needed: N,
-                available,
-            })
+        self.take(N, what)?.try_into().map_err(|_| MessageError::Truncated {
+            what,
+            offset,
+            needed: N,
+            available,
+        })
     }
 
     pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, MessageError> {
@@ -94,23 +82,13 @@ mod tests {
         assert_eq!(r.u16("a").unwrap(), 0x0102);
         assert_eq!(
             r.u32("b"),
-            Err(MessageError::Truncated {
-                what: "b",
-                offset: 2,
-                needed: 4,
-                available: 1
-            })
+            Err(MessageError::Truncated { what: "b", offset: 2, needed: 4, available: 1 })
         );
         assert_eq!(r.u8("c").unwrap(), 3);
         assert!(r.finish("x").is_ok());
         assert_eq!(
             r.take(usize::MAX, "huge").map(|_| ()),
-            Err(MessageError::Truncated {
-                what: "huge",
-                offset: 3,
-                needed: usize::MAX,
-                available: 0
-            })
+            Err(MessageError::Truncated { what: "huge", offset: 3, needed: usize::MAX, available: 0 })
         );
     }
 }

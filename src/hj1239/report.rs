@@ -49,10 +49,7 @@ pub mod body_type {
 
     /// Whether the walker knows how long a body of this type is.
     pub fn is_known(t: u8) -> bool {
-        matches!(
-            t,
-            OBD | DIESEL_ENGINE | GAS_ENGINE | HYBRID | TWC_NOX | SUPPLEMENTARY
-        )
+        matches!(t, OBD | DIESEL_ENGINE | GAS_ENGINE | HYBRID | TWC_NOX | SUPPLEMENTARY)
     }
 }
 
@@ -94,15 +91,8 @@ impl InfoBody {
             body_type::GAS_ENGINE => InfoBody::GasEngine(GasEngineData::decode(r)?),
             body_type::HYBRID => InfoBody::Hybrid(r.array("hybrid body (0x04)")?),
             body_type::TWC_NOX => InfoBody::TwcNox(r.array("TWC+NOx body (0x05)")?),
-            body_type::SUPPLEMENTARY => {
-                InfoBody::Supplementary(r.array("supplementary body (0x80)")?)
-            }
-            other => {
-                return Err(MessageError::UnknownInfoType {
-                    info_type: other,
-                    offset: type_offset,
-                })
-            }
+            body_type::SUPPLEMENTARY => InfoBody::Supplementary(r.array("supplementary body (0x80)")?),
+            other => return Err(MessageError::UnknownInfoType { info_type: other, offset: type_offset }),
         })
     }
 
@@ -124,10 +114,7 @@ fn read_type(r: &mut Reader<'_>) -> Result<(u8, usize), MessageError> {
     let offset = r.offset();
     let t = r.u8("info type")?;
     if !body_type::is_known(t) {
-        return Err(MessageError::UnknownInfoType {
-            info_type: t,
-            offset,
-        });
+        return Err(MessageError::UnknownInfoType { info_type: t, offset });
     }
     Ok((t, offset))
 }
@@ -213,12 +200,7 @@ impl InfoReport {
                     let body = InfoBody::decode(info_type, offset, &mut r)?;
                     records.push(HjRecord { collected_at, body });
                 }
-                Ok(InfoReport::Hj1239(HjReport {
-                    time,
-                    serial,
-                    records,
-                    signature,
-                }))
+                Ok(InfoReport::Hj1239(HjReport { time, serial, records, signature }))
             }
         }
     }
@@ -270,10 +252,7 @@ impl InfoReport {
     pub fn bodies(&self) -> impl Iterator<Item = (TerminalTime, &InfoBody)> + '_ {
         let (gb, hj) = match self {
             InfoReport::Gb17691(g) => (Some(g.records.iter().map(|r| (g.time, &r.body))), None),
-            InfoReport::Hj1239(h) => (
-                None,
-                Some(h.records.iter().map(|r| (r.collected_at, &r.body))),
-            ),
+            InfoReport::Hj1239(h) => (None, Some(h.records.iter().map(|r| (r.collected_at, &r.body)))),
         };
         gb.into_iter().flatten().chain(hj.into_iter().flatten())
     }
@@ -293,10 +272,7 @@ mod tests {
         data.extend([0x42, 0x00, 0x01]);
         assert_eq!(
             InfoReport::decode(&data, BodyLayout::Gb17691),
-            Err(MessageError::UnknownInfoType {
-                info_type: 0x42,
-                offset: 6
-            })
+            Err(MessageError::UnknownInfoType { info_type: 0x42, offset: 6 })
         );
     }
 
@@ -312,9 +288,7 @@ mod tests {
         data.push(32);
         data.extend([0x22; 32]);
         let rep = InfoReport::decode(&data, BodyLayout::Hj1239).unwrap();
-        let InfoReport::Hj1239(h) = &rep else {
-            panic!("layout")
-        };
+        let InfoReport::Hj1239(h) = &rep else { panic!("layout") };
         assert_eq!(h.serial, 7);
         assert_eq!(h.records.len(), 1);
         assert_eq!(h.signature.unwrap().s, [0x22; 32]);

@@ -29,8 +29,7 @@ impl Sm2Signature {
         }
         let len_byte = SIGNATURE_COMPONENT_LEN as u8;
         let (r_len, rest) = tail.split_first()?;
-        let r: [u8; SIGNATURE_COMPONENT_LEN] =
-            rest.get(..SIGNATURE_COMPONENT_LEN)?.try_into().ok()?;
+        let r: [u8; SIGNATURE_COMPONENT_LEN] = rest.get(..SIGNATURE_COMPONENT_LEN)?.try_into().ok()?;
         let (s_len, s) = rest.get(SIGNATURE_COMPONENT_LEN..)?.split_first()?;
         let s: [u8; SIGNATURE_COMPONENT_LEN] = s.try_into().ok()?;
         (*r_len == len_byte && *s_len == len_byte).then_some(Self { r, s })
@@ -50,11 +49,7 @@ pub fn split_signed(data: &[u8]) -> (&[u8], Option<Sm2Signature>) {
     let Some(cut) = data.len().checked_sub(SIGNATURE_WIRE_LEN) else {
         return (data, None);
     };
-    match data
-        .get(cut..)
-        .and_then(Sm2Signature::parse_block)
-        .zip(data.get(..cut))
-    {
+    match data.get(cut..).and_then(Sm2Signature::parse_block).zip(data.get(..cut)) {
         Some((sig, signed)) => (signed, Some(sig)),
         None => (data, None),
     }
@@ -66,10 +61,7 @@ mod tests {
 
     #[test]
     fn block_round_trip() {
-        let sig = Sm2Signature {
-            r: [0xAA; 32],
-            s: [0x55; 32],
-        };
+        let sig = Sm2Signature { r: [0xAA; 32], s: [0x55; 32] };
         let mut out = BytesMut::from(&b"payload"[..]);
         sig.encode(&mut out);
         let (signed, parsed) = split_signed(&out);

@@ -51,14 +51,7 @@ impl TerminalTime {
         // Constructors guarantee 2000..=2255, so the year fits one byte.
         let yy = u8::try_from(d.year() - YEAR_BASE).unwrap_or(u8::MAX);
         // chrono guarantees month/day/hour/minute/second < 60, so the casts cannot truncate.
-        [
-            yy,
-            d.month() as u8,
-            d.day() as u8,
-            d.hour() as u8,
-            d.minute() as u8,
-            d.second() as u8,
-        ]
+        [yy, d.month() as u8, d.day() as u8, d.hour() as u8, d.minute() as u8, d.second() as u8]
     }
 
     /// From a Beijing local time. Sub-second parts are dropped (the wire has whole seconds).
@@ -139,10 +132,7 @@ mod tests {
             [20, 0, 1, 0, 0, 0],
             [0xFF; 6],
         ] {
-            assert_eq!(
-                TerminalTime::from_bytes(b),
-                Err(TimeError::InvalidDate { bytes: b })
-            );
+            assert_eq!(TerminalTime::from_bytes(b), Err(TimeError::InvalidDate { bytes: b }));
         }
     }
 
@@ -150,14 +140,8 @@ mod tests {
     fn utc_round_trip_and_range() {
         let t = TerminalTime::from_bytes([25, 12, 31, 23, 59, 59]).unwrap();
         assert_eq!(TerminalTime::from_utc(t.to_utc()), Ok(t));
-        let early = NaiveDate::from_ymd_opt(1999, 12, 31)
-            .unwrap()
-            .and_hms_opt(0, 0, 0)
-            .unwrap();
-        assert!(matches!(
-            TerminalTime::from_beijing_local(early),
-            Err(TimeError::OutOfRange(_))
-        ));
+        let early = NaiveDate::from_ymd_opt(1999, 12, 31).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        assert!(matches!(TerminalTime::from_beijing_local(early), Err(TimeError::OutOfRange(_))));
         assert!(TerminalTime::now().is_ok());
     }
 }

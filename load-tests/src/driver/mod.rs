@@ -6,6 +6,8 @@
 //! Adding a transport (HJ 1239 over TCP) means implementing [`Driver`] for it; everything else
 //! (fleet, pacing, limits, latency, the report) is shared.
 pub mod grpc;
+pub mod hj1239;
+pub mod hj1239_frames;
 
 use crate::source::Source;
 use futures::future::BoxFuture;
@@ -112,11 +114,16 @@ impl ConnStats {
     }
 
     pub fn record_ack(&mut self, ctl: &RunControl, records: u64, latency: Duration) {
-        let now = ctl.started.elapsed();
         self.messages_acked += 1;
         self.records_acked += records;
-        self.last_ack = now;
         let _ = self.latency_us.record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1));
+        self.add_acked_records(ctl, records);
+    }
+
+    /// Counts records delivered now in the per-second throughput series (without a latency).
+    pub fn add_acked_records(&mut self, ctl: &RunControl, records: u64) {
+        let now = ctl.started.elapsed();
+        self.last_ack = now;
         let sec = now.as_secs() as usize;
         if self.acked_per_second.len() <= sec {
             self.acked_per_second.resize(sec + 1, 0);
