@@ -1,6 +1,7 @@
 //! Service configuration: defaults, then a TOML file, then `SMOGWATCH_*` environment variables
 //! (nested keys with `__`, e.g. `SMOGWATCH_PIPELINE__WORKERS=4`).
 use crate::detect::RulesConfig;
+use crate::gateway::GatewayConfig;
 use crate::pipeline::PipelineConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -23,6 +24,8 @@ pub struct Config {
     pub shutdown_grace_s: u64,
     pub pipeline: PipelineConfig,
     pub rules: RulesConfig,
+    /// HJ 1239 / GB 17691 terminal gateway (TCP).
+    pub hj1239: GatewayConfig,
 }
 
 impl Default for Config {
@@ -36,6 +39,7 @@ impl Default for Config {
             shutdown_grace_s: 10,
             pipeline: PipelineConfig::default(),
             rules: RulesConfig::default(),
+            hj1239: GatewayConfig::default(),
         }
     }
 }

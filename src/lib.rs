@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of the code and the data flow.
 pub mod config;
 pub mod detect;
+pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod model;

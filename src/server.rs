@@ -31,6 +31,8 @@ pub enum ServerError {
 pub struct RunningServer {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// HJ 1239 gateway address, when enabled.
+    pub hj1239_addr: Option<SocketAddr>,
     pub store: Arc<dyn Store>,
     pub pipeline: Arc<Pipeline>,
     shutdown_tx: watch::Sender<bool>,
@@ -63,6 +65,14 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         grpc_listener.local_addr().map_err(|source| ServerError::Bind { addr: cfg.grpc_addr, source })?;
     let http_addr =
         http_listener.local_addr().map_err(|source| ServerError::Bind { addr: cfg.http_addr, source })?;
+
+    let hj1239_listener = match cfg.hj1239.addr {
+        Some(addr) => {
+            Some(TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?)
+        }
+        None => None,
+    };
+    let hj1239_addr = hj1239_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -107,13 +117,24 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
             tracing::error!(error = %e, "HTTP server failed");
         }
     }));
+    if let Some(listener) = hj1239_listener {
+        let gw = crate::gateway::serve(
+            listener,
+            cfg.hj1239.clone(),
+            registry.clone(),
+            pipeline.clone(),
+            shutdown_rx.clone(),
+        );
+        tasks.push(tokio::spawn(gw));
+    }
     if cfg.retention_days > 0 {
         tasks.push(tokio::spawn(retention(store.clone(), cfg.retention_days, shutdown_rx.clone())));
     }
-    tracing::info!(%grpc_addr, %http_addr, "smogwatch serving");
+    tracing::info!(%grpc_addr, %http_addr, ?hj1239_addr, "smogwatch serving");
     Ok(RunningServer {
         grpc_addr,
         http_addr,
+        hj1239_addr,
         store,
         pipeline,
         shutdown_tx,

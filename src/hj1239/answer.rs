@@ -39,6 +39,18 @@ pub enum Answer {
         /// Result code.
         result: u8,
     },
+    /// Answer to 0x02 / 0x03, sent once the report's records are durable, so a terminal that
+    /// misses it keeps the data for reissue. UNVERIFIED: the reference does not say whether
+    /// reports are answered; the body mirrors the login answer (report time + result), and
+    /// the gateway can switch these answers off (`hj1239.answer_reports`).
+    Report {
+        /// 0x02 or 0x03.
+        command: u8,
+        /// The report's own time, echoed so the terminal can match the answer.
+        time: TerminalTime,
+        /// Result code.
+        result: u8,
+    },
     /// Answer to 0x05: the platform time the terminal sets its clock to.
     TimeCalibration {
         /// Platform time (Beijing local).
@@ -58,6 +70,11 @@ impl Answer {
         Answer::Logout { time, result: ANSWER_RESULT_SUCCESS }
     }
 
+    /// Answer to a real-time (0x02) or reissue (0x03) report whose records are durable.
+    pub fn report(command: u8, report_time: TerminalTime) -> Self {
+        Answer::Report { command, time: report_time, result: ANSWER_RESULT_SUCCESS }
+    }
+
     /// Time-calibration answer carrying the server time.
     pub fn time_calibration(server_time: TerminalTime) -> Self {
         Answer::TimeCalibration { time: server_time }
@@ -69,6 +86,7 @@ impl Answer {
             Answer::Login { .. } => command::LOGIN,
             Answer::Logout { .. } => command::LOGOUT,
             Answer::TimeCalibration { .. } => command::TIME_CALIBRATION,
+            Answer::Report { command, .. } => *command,
         }
     }
 
@@ -76,7 +94,9 @@ impl Answer {
     pub fn encode_data(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(7);
         match self {
-            Answer::Login { time, result } | Answer::Logout { time, result } => {
+            Answer::Login { time, result }
+            | Answer::Logout { time, result }
+            | Answer::Report { time, result, .. } => {
                 out.put_slice(&time.to_bytes());
                 if LOGIN_LOGOUT_ANSWER_HAS_RESULT {
                     out.put_u8(*result);
@@ -120,6 +140,10 @@ impl Answer {
             command::LOGOUT => {
                 let (time, result) = time_and_result("logout answer time")?;
                 Answer::Logout { time, result }
+            }
+            c @ (command::REAL_TIME | command::REISSUE) => {
+                let (time, result) = time_and_result("report answer time")?;
+                Answer::Report { command: c, time, result }
             }
             command::TIME_CALIBRATION => Answer::TimeCalibration { time: r.time("calibration time")? },
             other => {

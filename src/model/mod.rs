@@ -2,6 +2,7 @@
 //! into these types at the edge (gRPC conversion, HJ 1239 gateway); past that point a `Vin` is a
 //! valid VIN and a `Fix` has coordinates in range.
 mod record;
+mod roadside;
 mod time;
 mod vehicle;
 mod vin;
@@ -9,6 +10,10 @@ mod violation;
 
 pub use record::{
     EngineData, EngineStreamKind, Fix, MilStatus, ObdInfo, ObdProtocol, RecordError, TelemetryRecord,
+};
+pub use roadside::{
+    normalize_plate, RoadsideError, RoadsideRecord, RoadsideSource, MAX_DEVICE_ID_CHARS, MAX_K_PER_M,
+    MAX_PLATE_CHARS, MAX_RINGELMANN,
 };
 pub use time::{
     beijing_offset, format_ms, now_ms, validate_time, TimeError, TimestampMs, MAX_FUTURE_MS, MIN_VALID_MS,

@@ -1,0 +1,127 @@
+//! The HJ 1239 / GB 17691 Annex Q terminal gateway: TCP listener, per-connection sessions,
+//! limits. It feeds the same pipeline as gRPC; the codec lives in `crate::hj1239`.
+mod limits;
+pub mod records;
+mod session;
+
+use crate::hj1239::BodyLayout;
+use crate::pipeline::Pipeline;
+use crate::registry::Registry;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayoutSetting {
+    Gb17691,
+    Hj1239,
+}
+
+impl From<LayoutSetting> for BodyLayout {
+    fn from(l: LayoutSetting) -> Self {
+        match l {
+            LayoutSetting::Gb17691 => BodyLayout::Gb17691,
+            LayoutSetting::Hj1239 => BodyLayout::Hj1239,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// Listen address; `None` disables the gateway.
+    pub addr: Option<SocketAddr>,
+    /// Info-body layout of this listener's terminals (both exist in the field; see hj1239.md).
+    pub layout: LayoutSetting,
+    /// Registered non-road machines use the HJ 1322 machinery dialect (0x05 = removal alarm,
+    /// position in the report header). UNVERIFIED layout; off by default.
+    pub machinery_dialect: bool,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout_s: u64,
+    /// A connection that has not logged in within this time is closed.
+    pub login_timeout_s: u64,
+    /// Connections open at once; more are accepted and closed at once (counted).
+    pub max_connections: usize,
+    /// Sustained frames per second per connection; bursts up to `frame_burst`.
+    pub max_frames_per_s: f64,
+    pub frame_burst: f64,
+    /// Largest data unit accepted (bytes).
+    pub max_data_len: usize,
+    /// Answer 0x02/0x03 reports once durable (UNVERIFIED protocol behaviour; see `Answer::report`).
+    pub answer_reports: bool,
+    /// Time between consecutive engine bodies of one GB-layout report (UNVERIFIED).
+    pub gb_body_interval_ms: i64,
+    /// Reports awaiting durability per connection before reading pauses.
+    pub max_in_flight: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], 9000))),
+            layout: LayoutSetting::Gb17691,
+            machinery_dialect: false,
+            idle_timeout_s: 300,
+            login_timeout_s: 60,
+            max_connections: 50_000,
+            max_frames_per_s: 50.0,
+            frame_burst: 200.0,
+            max_data_len: crate::hj1239::DEFAULT_MAX_DATA_LEN,
+            answer_reports: true,
+            gb_body_interval_ms: 1000,
+            max_in_flight: 16,
+        }
+    }
+}
+
+impl GatewayConfig {
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_s.max(1))
+    }
+}
+
+/// Accepts terminal connections until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: GatewayConfig,
+    registry: Arc<Registry>,
+    pipeline: Arc<Pipeline>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cfg = Arc::new(cfg);
+    let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Usually EMFILE; back off instead of spinning.
+                tracing::warn!(error = %e, "hj1239 accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("smogwatch_hj1239_connections_refused_total").increment(1);
+            tracing::warn!(%peer, "hj1239 connection limit reached; closing");
+            drop(socket);
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let session = session::Session::new(cfg.clone(), registry.clone(), pipeline.clone(), peer);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            metrics::gauge!("smogwatch_hj1239_connections").increment(1.0);
+            session.run(socket, shutdown).await;
+            metrics::gauge!("smogwatch_hj1239_connections").decrement(1.0);
+            drop(permit);
+        });
+    }
+}
