@@ -9,7 +9,7 @@ use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 pub const R1: &str = "R1";
-pub const R2: &str = "R2";
+pub const R2: &str = "R2.opacity";
 pub const R3: &str = "R3";
 pub const R4_SCR: &str = "R4.scr_ineffective";
 pub const R4_REAGENT: &str = "R4.reagent_empty";

@@ -42,7 +42,7 @@ pub struct Scenario {
     pub server: ServerMode,
     pub workers: Option<usize>,
     pub transport: Transport,
-    /// The HJ 1239 gateway (the server has none yet: smogwatch ships the codec only).
+    /// The HJ 1239 gateway of an external server (a spawned or in-process one reports its own).
     pub hj1239_addr: Option<std::net::SocketAddr>,
     pub out_dir: Option<PathBuf>,
     /// Simulated time of the fleet's first records, epoch ms (default: two days ago, so every
@@ -178,16 +178,6 @@ fn mib(kib: u64) -> f64 {
 
 /// Runs a scenario end to end and returns its report (also written to `out_dir` if set).
 pub async fn run(sc: Scenario) -> anyhow::Result<Report> {
-    let hj_addr = match (sc.transport, sc.hj1239_addr) {
-        (Transport::Hj1239, None) => anyhow::bail!(
-            "--transport hj1239 needs --hj1239-addr 127.0.0.1:PORT: the server has no HJ 1239 TCP \
-             gateway yet (src/hj1239 is the codec only)"
-        ),
-        (Transport::Hj1239, Some(a)) if !a.ip().is_loopback() => {
-            anyhow::bail!("only 127.0.0.1 may be load-tested")
-        }
-        (_, a) => a,
-    };
     let say = |m: &str| {
         if !sc.quiet {
             eprintln!("[load] {m}");
@@ -197,6 +187,13 @@ pub async fn run(sc: Scenario) -> anyhow::Result<Report> {
     let target = Target::start(sc.server.clone(), sc.workers).await?;
     say(&format!("server up: {} on {}", target.description, target.grpc_addr));
     let s_start = target.pid.and_then(procstat::sample);
+    let hj_addr = match (sc.transport, sc.hj1239_addr.or(target.hj1239_addr)) {
+        (Transport::Hj1239, None) => anyhow::bail!("--transport hj1239 needs --hj1239-addr 127.0.0.1:PORT"),
+        (Transport::Hj1239, Some(a)) if !a.ip().is_loopback() => {
+            anyhow::bail!("only 127.0.0.1 may be load-tested")
+        }
+        (_, a) => a,
+    };
 
     let Fleet { sims, truth } = build_fleet(&sc, anchor_ms);
     say(&format!("fleet: {} vehicles, {} planted violations", sims.len(), truth.expected.len()));

@@ -2,6 +2,7 @@
 //! in-process (for the integration test), or an already running server on 127.0.0.1.
 use anyhow::{bail, Context};
 use smogwatch::config::Config;
+use smogwatch::gateway::LayoutSetting;
 use smogwatch::server::{start, Options, RunningServer};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ enum Kind {
 
 pub struct Target {
     pub grpc_addr: SocketAddr,
+    /// The HJ 1239 gateway (HJ 1239 body layout), when the server runs one.
+    pub hj1239_addr: Option<SocketAddr>,
     /// Process to sample for CPU and memory (the child, or this process when in-process).
     pub pid: Option<u32>,
     pub description: String,
@@ -52,6 +55,10 @@ pub struct Target {
     /// Keeps the temporary data directory alive for the server's lifetime.
     _dir: Option<tempfile::TempDir>,
 }
+
+/// Per-connection frame limit of the gateway during load tests. Time is compressed (a terminal
+/// sends its 10-second frames as fast as answers allow), so the field limit would throttle it.
+const GATEWAY_FRAMES_PER_S: f64 = 100_000.0;
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -87,6 +94,7 @@ impl Target {
         match mode {
             ServerMode::External(addr) => Ok(Target {
                 grpc_addr: addr,
+                hj1239_addr: None,
                 pid: None,
                 description: format!("external server at {addr}"),
                 kind: Kind::External,
@@ -104,9 +112,14 @@ impl Target {
                 if let Some(w) = workers {
                     cfg.pipeline.workers = w;
                 }
+                cfg.hj1239.addr = Some("127.0.0.1:0".parse()?);
+                cfg.hj1239.layout = LayoutSetting::Hj1239;
+                cfg.hj1239.max_frames_per_s = GATEWAY_FRAMES_PER_S;
+                cfg.hj1239.frame_burst = GATEWAY_FRAMES_PER_S;
                 let server = start(cfg, Options { sample_data: false }).await?;
                 Ok(Target {
                     grpc_addr: server.grpc_addr,
+                    hj1239_addr: server.hj1239_addr,
                     pid: Some(std::process::id()),
                     description: "in-process (CPU and memory include the load generator)".into(),
                     kind: Kind::InProcess(Box::new(server)),
@@ -118,6 +131,7 @@ impl Target {
                 let dir = tempfile::tempdir()?;
                 let grpc_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
                 let http_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+                let hj1239_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
                 let log = std::fs::File::create(dir.path().join("server.log"))?;
                 let mut cmd = tokio::process::Command::new(&bin);
                 cmd.arg("serve")
@@ -125,6 +139,10 @@ impl Target {
                     .env("SMOGWATCH_HTTP_ADDR", http_addr.to_string())
                     .env("SMOGWATCH_DATA_DIR", dir.path().join("data"))
                     .env("SMOGWATCH_RETENTION_DAYS", "0")
+                    .env("SMOGWATCH_HJ1239__ADDR", hj1239_addr.to_string())
+                    .env("SMOGWATCH_HJ1239__LAYOUT", "hj1239")
+                    .env("SMOGWATCH_HJ1239__MAX_FRAMES_PER_S", GATEWAY_FRAMES_PER_S.to_string())
+                    .env("SMOGWATCH_HJ1239__FRAME_BURST", GATEWAY_FRAMES_PER_S.to_string())
                     .env("RUST_LOG", std::env::var("SERVER_LOG").unwrap_or_else(|_| "warn".into()))
                     .stdin(Stdio::null())
                     .stdout(log.try_clone()?)
@@ -151,6 +169,7 @@ impl Target {
                 }
                 Ok(Target {
                     grpc_addr,
+                    hj1239_addr: Some(hj1239_addr),
                     pid,
                     description: format!("child process {} (pid {})", bin.display(), pid.unwrap_or(0)),
                     kind: Kind::Child(child),

@@ -21,3 +21,17 @@ async fn smoke_scenario_finds_every_planted_r3_and_nothing_else() {
     assert_eq!(q.false_alarms, 0, "false alarms: {:#?}", q.false_alarm_list);
     assert!(report.latency.samples > 0);
 }
+
+/// The same fleet over the HJ 1239 gateway (login, 0x02/0x03 frames, logout): same truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_scenario_over_hj1239_finds_every_planted_r3() {
+    use smogwatch_load_tests::scenario::Transport;
+    let sc = Scenario { quiet: true, vehicles: 20, transport: Transport::Hj1239, ..Scenario::smoke() };
+    let report = run(sc).await.expect("smoke scenario over HJ 1239 runs");
+    assert!(report.throughput.errors.is_empty(), "{:?}", report.throughput.errors);
+    assert_eq!(report.throughput.records_acked, report.throughput.records_sent);
+    let q = &report.quality;
+    assert!(q.by_rule["R3"].planted >= 2, "{:?}", q.by_rule["R3"]);
+    assert_eq!(q.recall, Some(1.0), "misses: {:#?}", q.misses);
+    assert_eq!(q.false_alarms, 0, "false alarms: {:#?}", q.false_alarm_list);
+}
