@@ -81,10 +81,7 @@ pub fn from_report(vin: Vin, report: &InfoReport, gb_body_interval_ms: i64) -> V
 /// Machinery reports (HJ 1322, UNVERIFIED layout): the position from the header; the record
 /// bodies stay raw until their layout is confirmed.
 pub fn from_machinery(vin: Vin, report: &MachineryReport) -> TelemetryRecord {
-    let fix = match report.position() {
-        Some(p) => Some(Fix { lon: p.longitude, lat: p.latitude, valid: true }),
-        None => None,
-    };
+    let fix = report.position().map(|p| Fix { lon: p.longitude, lat: p.latitude, valid: true });
     TelemetryRecord {
         vin,
         time_ms: report.time.epoch_millis_utc(),

@@ -10,7 +10,7 @@ use crate::hj1239::{
     TerminalTime,
 };
 use crate::model::{now_ms, TelemetryRecord, Vehicle, VehicleKind, Vin};
-use crate::pipeline::{Completion, Pipeline};
+use crate::pipeline::{Completion, Pipeline, SessionEvent};
 use crate::registry::Registry;
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -160,7 +160,7 @@ impl Session {
             }
         };
         match (&*state, message) {
-            (_, Message::Login(_)) => self.login(state, &frame),
+            (_, Message::Login(_)) => self.login(state, &frame).await,
             (State::AwaitingLogin, other) => {
                 count_frame("before_login");
                 tracing::warn!(peer = %self.peer, vin = ?frame.vin.as_str(), command = frame.command, "hj1239 frame before login rejected ({})", kind(&other));
@@ -178,7 +178,7 @@ impl Session {
         }
     }
 
-    fn login(&self, state: &mut State, frame: &Frame) -> Step {
+    async fn login(&self, state: &mut State, frame: &Frame) -> Step {
         let answer = |ok| server_time().map(|t| Outbound::Now(Answer::login(t, ok).reply_to(frame)));
         let vin = match Vin::from_bytes(&frame.vin.0) {
             Ok(v) => v,
@@ -201,7 +201,14 @@ impl Session {
         metrics::counter!("smogwatch_hj1239_logins_total", "result" => "ok").increment(1);
         tracing::info!(peer = %self.peer, %vin, ?dialect, layout = ?self.cfg.layout, "hj1239 terminal logged in");
         *state = State::LoggedIn { vin, vehicle, dialect };
-        Step::Continue(answer(true).into_iter().collect())
+        let answer = server_time().map(|t| Answer::login(t, true).reply_to(frame));
+        match self.pipeline.session_event(vin, SessionEvent::Login, now_ms()).await {
+            Ok(c) => Step::Continue(vec![Outbound::WhenDurable(c, answer)]),
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "pipeline closed; dropping connection");
+                Step::Close(vec![])
+            }
+        }
     }
 
     async fn logged_in(&self, vin: Vin, vehicle: &Vehicle, frame: &Frame, message: Message) -> Step {
@@ -217,8 +224,11 @@ impl Session {
             Message::Logout(_) => {
                 count_frame("logout");
                 tracing::info!(peer = %self.peer, %vin, "hj1239 terminal logged out");
-                let answer = server_time().map(|t| Outbound::Now(Answer::logout(t).reply_to(frame)));
-                Step::Close(answer.into_iter().collect())
+                let answer = server_time().map(|t| Answer::logout(t).reply_to(frame));
+                match self.pipeline.session_event(vin, SessionEvent::Logout, now_ms()).await {
+                    Ok(c) => Step::Close(vec![Outbound::WhenDurable(c, answer)]),
+                    Err(_) => Step::Close(vec![]),
+                }
             }
             Message::TimeCalibration => {
                 count_frame("time_calibration");

@@ -266,15 +266,23 @@ mod tests {
 
     #[test]
     fn vehicle_enums_are_checked() {
-        let p = proto::Vehicle { vin: "LGBH52E07HY000001".into(), fuel: 99, ..Default::default() };
+        let p = proto::Vehicle {
+            vin: "LGBH52E07HY000001".into(),
+            kind: proto::VehicleKind::Truck as i32,
+            fuel: 99,
+            ..Default::default()
+        };
         assert!(matches!(vehicle_from_proto(p), Err(VehicleError::Enum { field: "fuel", value: 99 })));
         let p = proto::Vehicle {
             vin: "LGBH52E07HY000001".into(),
+            kind: proto::VehicleKind::Truck as i32,
             emission_stage: proto::EmissionStage::ChinaIii as i32,
             ..Default::default()
         };
         let v = vehicle_from_proto(p.clone()).unwrap();
         assert_eq!(v.emission_stage, EmissionStage::ChinaIII);
         assert_eq!(vehicle_to_proto(&v).emission_stage, p.emission_stage);
+        let p = proto::Vehicle { vin: "LGBH52E07HY000001".into(), ..Default::default() };
+        assert!(matches!(vehicle_from_proto(p), Err(VehicleError::Enum { field: "kind", value: 0 })));
     }
 }

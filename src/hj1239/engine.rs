@@ -25,7 +25,9 @@ pub struct FieldScale {
 impl FieldScale {
     /// Engineering value, or `None` when above the range.
     pub fn apply(&self, raw: u32) -> Option<f64> {
-        (raw <= self.max_raw).then(|| f64::from(raw) * self.resolution + self.offset)
+        // Rounded to 1e-9 so decimal resolutions give the decimal a person expects
+        // (120_200_000 × 1e-6 = 120.2, not 120.19999999999999); every resolution is ≥ 1e-6.
+        (raw <= self.max_raw).then(|| ((f64::from(raw) * self.resolution + self.offset) * 1e9).round() / 1e9)
     }
 }
 

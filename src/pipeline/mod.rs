@@ -34,6 +34,8 @@ pub struct PipelineConfig {
     pub max_commit_records: usize,
     /// Context read before and after late data when re-evaluating it (seconds).
     pub late_context_s: u32,
+    /// How often workers run the time-driven rules (R5 offline, R6 end of work), seconds.
+    pub tick_interval_s: u64,
 }
 
 impl Default for PipelineConfig {
@@ -44,6 +46,7 @@ impl Default for PipelineConfig {
             commit_queue: 256,
             max_commit_records: 50_000,
             late_context_s: 3600,
+            tick_interval_s: 60,
         }
     }
 }
@@ -74,11 +77,16 @@ impl Outcome {
 
 type Done = oneshot::Sender<Result<Outcome, PipelineError>>;
 
-struct WorkItem {
-    records: Vec<TelemetryRecord>,
-    late: bool,
-    received_ms: TimestampMs,
-    done: Done,
+enum WorkItem {
+    Records { records: Vec<TelemetryRecord>, late: bool, received_ms: TimestampMs, done: Done },
+    Session { vin: Vin, event: SessionEvent, received_ms: TimestampMs, done: Done },
+}
+
+/// Terminal session events that rules care about (R5: a logged-out terminal is not "offline").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    Login,
+    Logout,
 }
 
 /// Resolves when every part of a submitted batch is durable.
@@ -184,12 +192,27 @@ impl Pipeline {
             }
             let (done, rx) = oneshot::channel();
             let tx = self.shards.read().get(shard).cloned().ok_or(PipelineError::Closed)?;
-            tx.send(WorkItem { records, late, received_ms, done })
+            tx.send(WorkItem::Records { records, late, received_ms, done })
                 .await
                 .map_err(|_| PipelineError::Closed)?;
             waits.push(rx);
         }
         Ok(Completion(waits))
+    }
+
+    /// Reports a terminal login or logout, in order with that vehicle's records.
+    pub async fn session_event(
+        &self,
+        vin: Vin,
+        event: SessionEvent,
+        received_ms: TimestampMs,
+    ) -> Result<Completion, PipelineError> {
+        let (done, rx) = oneshot::channel();
+        let tx = self.shards.read().get(self.shard_of(&vin)).cloned().ok_or(PipelineError::Closed)?;
+        tx.send(WorkItem::Session { vin, event, received_ms, done })
+            .await
+            .map_err(|_| PipelineError::Closed)?;
+        Ok(Completion(vec![rx]))
     }
 
     /// Live violations (never late ones) after they are durable.

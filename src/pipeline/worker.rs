@@ -1,7 +1,7 @@
 //! A worker owns the detector state of the vehicles hashed to its shard. It evaluates records in
 //! the order they were submitted, then hands records, violations and new state to the committer.
 use super::committer::CommitItem;
-use super::{late, Outcome, PipelineConfig, PipelineError, WorkItem};
+use super::{late, Outcome, PipelineConfig, PipelineError, SessionEvent, WorkItem};
 use crate::detect::{DetectorSet, Observation, VehicleState};
 use crate::model::{TelemetryRecord, Vin};
 use crate::registry::Registry;
@@ -20,6 +20,7 @@ pub(super) struct Worker {
     invalidations: Arc<Vec<Mutex<Vec<Vin>>>>,
     states: HashMap<Vin, VehicleState>,
     late_context_ms: i64,
+    tick_interval: std::time::Duration,
 }
 
 impl Worker {
@@ -41,14 +42,40 @@ impl Worker {
             invalidations,
             states: HashMap::new(),
             late_context_ms: i64::from(cfg.late_context_s) * 1000,
+            tick_interval: std::time::Duration::from_secs(cfg.tick_interval_s.max(1)),
         }
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<WorkItem>) {
-        while let Some(item) = rx.recv().await {
+        let mut tick = tokio::time::interval(self.tick_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate; nothing to do at start
+        loop {
+            let item = tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => item,
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    self.apply_invalidations();
+                    if let Some(commit) = self.tick() {
+                        if self.commit_tx.send(commit).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+            };
             self.apply_invalidations();
-            let WorkItem { records, late, received_ms, done } = item;
-            match self.process(records, late, received_ms).await {
+            let (result, done) = match item {
+                WorkItem::Records { records, late, received_ms, done } => {
+                    (self.process(records, late, received_ms).await, done)
+                }
+                WorkItem::Session { vin, event, received_ms, done } => {
+                    (self.session_event(vin, event, received_ms).await, done)
+                }
+            };
+            match result {
                 Ok((batch, vins, outcome)) => {
                     let item = CommitItem { batch, shard: self.shard, vins, outcome, done: Some(done) };
                     if self.commit_tx.send(item).await.is_err() {
@@ -60,6 +87,53 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Time-driven rules over every vehicle of the shard. Only states that changed are written.
+    fn tick(&mut self) -> Option<CommitItem> {
+        let now = crate::model::now_ms();
+        let mut batch = CommitBatch::default();
+        let mut vins = Vec::new();
+        let mut found = Vec::new();
+        for (vin, state) in self.states.iter_mut() {
+            let Some(vehicle) = self.registry.get(vin) else { continue };
+            let before = state.encode();
+            self.detectors.tick(state, &vehicle, now, &mut found);
+            let after = state.encode();
+            if after != before {
+                batch.states.push((*vin, after));
+                vins.push(*vin);
+            }
+        }
+        batch.violations.extend(found.into_iter().map(ViolationWrite::Upsert));
+        (!batch.is_empty()).then(|| CommitItem {
+            batch,
+            shard: self.shard,
+            vins,
+            outcome: Outcome::default(),
+            done: None,
+        })
+    }
+
+    async fn session_event(
+        &mut self,
+        vin: Vin,
+        event: SessionEvent,
+        received_ms: i64,
+    ) -> Result<(CommitBatch, Vec<Vin>, Outcome), PipelineError> {
+        self.ensure_state(vin).await?;
+        let mut batch = CommitBatch::default();
+        let (Some(state), Some(vehicle)) = (self.states.get_mut(&vin), self.registry.get(&vin)) else {
+            return Ok((batch, Vec::new(), Outcome::default()));
+        };
+        let mut found = Vec::new();
+        match event {
+            SessionEvent::Login => self.detectors.on_login(state, received_ms),
+            SessionEvent::Logout => self.detectors.on_logout(state, &vehicle, received_ms, &mut found),
+        }
+        batch.violations.extend(found.into_iter().map(ViolationWrite::Upsert));
+        batch.states.push((vin, state.encode()));
+        Ok((batch, vec![vin], Outcome::default()))
     }
 
     fn apply_invalidations(&mut self) {
@@ -144,6 +218,23 @@ impl Worker {
             .map_err(|e| PipelineError::Store(e.to_string()))?;
             outcome.stored += r.new_records.len() as u32;
             outcome.duplicates += r.duplicates;
+            // Reissued data may fill an offline gap the live state is holding (R5).
+            if let (true, Some(first), Some(last), Some(state)) =
+                (late, r.new_records.first(), r.new_records.last(), self.states.get_mut(&vin))
+            {
+                let mut withdrawn = Vec::new();
+                self.detectors.on_reissue_covering(
+                    state,
+                    &vehicle,
+                    first.time_ms,
+                    last.time_ms,
+                    &mut withdrawn,
+                );
+                batch.violations.extend(withdrawn.into_iter().map(ViolationWrite::Upsert));
+                if !touched.contains(&vin) {
+                    touched.push(vin);
+                }
+            }
             batch.records.extend(r.new_records);
             batch.violations.extend(r.violations.into_iter().map(ViolationWrite::InsertIfAbsent));
         }

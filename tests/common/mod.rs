@@ -17,6 +17,7 @@ pub fn config(dir: &Path) -> Config {
         ..Default::default()
     };
     cfg.pipeline.workers = 2;
+    cfg.hj1239.addr = Some("127.0.0.1:0".parse().unwrap());
     cfg
 }
 
