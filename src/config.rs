@@ -28,6 +28,7 @@ pub struct Config {
     pub rules: RulesConfig,
     /// HJ 1239 / GB 17691 terminal gateway (TCP).
     pub hj1239: GatewayConfig,
+    pub zones: ZonesConfig,
     pub store: StoreConfig,
 }
 
@@ -43,6 +44,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             rules: RulesConfig::default(),
             hj1239: GatewayConfig::default(),
+            zones: ZonesConfig::default(),
             store: StoreConfig::default(),
         }
     }
@@ -189,6 +191,16 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
         }
         OneOrMany::Many(v) => v,
     })
+}
+
+/// Zone files imported (and persisted) at every start, in addition to zones imported through
+/// the API. Same-id zones are replaced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ZonesConfig {
+    pub files: Vec<PathBuf>,
+    /// The files' coordinates are GCJ-02 (AMap / Tencent); converted to WGS-84.
+    pub gcj02: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,10 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("sample data: {0}")]
     Sample(#[from] crate::registry::RegistryError),
+    #[error("zones: {0}")]
+    Zones(#[from] crate::zones::ZoneCatalogError),
+    #[error("zone file {path}: {reason}")]
+    ZoneFile { path: String, reason: String },
     #[error("reflection service: {0}")]
     Reflection(String),
     #[error(
@@ -74,7 +78,18 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         crate::sample::load(&registry, &*store).await?;
     }
     tracing::info!(vehicles = registry.len(), store = ?cfg.store.kind, "registry loaded");
-    let detectors = Arc::new(DetectorSet::new(&cfg.rules));
+    let zones = Arc::new(crate::zones::ZoneCatalog::load(store.clone()).await?);
+    if opts.sample_data {
+        zones.import(crate::zones::SAMPLE_ZONES, Default::default()).await?;
+        zones.set_exemptions(crate::zones::SAMPLE_EXEMPTIONS, false).await?;
+    }
+    for file in &cfg.zones.files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| ServerError::ZoneFile { path: file.display().to_string(), reason: e.to_string() })?;
+        let req = crate::zones::ImportRequest { gcj02: cfg.zones.gcj02, ..Default::default() };
+        zones.import(&text, req).await?;
+    }
+    let detectors = Arc::new(DetectorSet::with_zones(&cfg.rules, zones.registry()));
     let pipeline = Pipeline::start(store.clone(), registry.clone(), detectors, &cfg.pipeline);
 
     let grpc_listener = TcpListener::bind(cfg.grpc_addr)
@@ -116,7 +131,10 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
             registry.clone(),
             store.clone(),
         )))
-        .add_service(proto::violations_server::ViolationsServer::new(ViolationsService::new(store.clone())));
+        .add_service(proto::violations_server::ViolationsServer::new(ViolationsService::new(store.clone())))
+        .add_service(proto::zones_server::ZonesServer::new(crate::grpc::zones_svc::ZonesService::new(
+            zones.clone(),
+        )));
 
     let mut tasks = Vec::new();
     let mut rx = shutdown_rx.clone();

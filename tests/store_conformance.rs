@@ -173,6 +173,22 @@ pub mod cases {
         assert_eq!(s.vehicle_state(vin(3)).await.unwrap(), None);
     }
 
+    pub async fn documents_by_kind(h: Harness) {
+        let s = &*h.store;
+        assert!(s.documents("zone").await.unwrap().is_empty());
+        s.put_documents("zone", vec![("z2".into(), b"two".to_vec()), ("z1".into(), b"one".to_vec())])
+            .await
+            .unwrap();
+        s.put_documents("exemptions", vec![("all".into(), b"[]".to_vec())]).await.unwrap();
+        s.put_documents("zone", vec![("z2".into(), b"TWO".to_vec())]).await.unwrap();
+        let mut zones = s.documents("zone").await.unwrap();
+        zones.sort();
+        assert_eq!(zones, vec![("z1".into(), b"one".to_vec()), ("z2".into(), b"TWO".to_vec())]);
+        s.delete_documents("zone", vec!["z1".into(), "missing".into()]).await.unwrap();
+        assert_eq!(s.documents("zone").await.unwrap(), vec![("z2".into(), b"TWO".to_vec())]);
+        assert_eq!(s.documents("exemptions").await.unwrap().len(), 1, "kinds are separate");
+    }
+
     pub async fn vehicles_and_enterprises_paging(h: Harness) {
         let s = &*h.store;
         let n = 25u32;
@@ -444,6 +460,7 @@ conformance!(
     record_round_trip_and_range_bounds,
     recommit_is_idempotent,
     state_save_load,
+    documents_by_kind,
     vehicles_and_enterprises_paging,
     violation_upsert_keeps_one_row,
     insert_if_absent_does_not_overwrite,

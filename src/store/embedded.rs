@@ -17,6 +17,16 @@ const ENTERPRISES: TableDefinition<&str, &[u8]> = TableDefinition::new("enterpri
 const VIOLATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("violations");
 const VIOLATIONS_BY_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("violations_by_time");
 const VIOLATIONS_BY_VIN: TableDefinition<&[u8], ()> = TableDefinition::new("violations_by_vin");
+/// Key: kind ‖ 0x00 ‖ id.
+const DOCUMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("documents");
+
+fn document_key(kind: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kind.len() + id.len() + 1);
+    k.extend_from_slice(kind.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
 
 impl<E: Into<redb::Error>> From<E> for StoreError {
     fn from(e: E) -> Self {
@@ -43,6 +53,7 @@ impl EmbeddedStore {
             tx.open_table(VIOLATIONS)?;
             tx.open_table(VIOLATIONS_BY_TIME)?;
             tx.open_table(VIOLATIONS_BY_VIN)?;
+            tx.open_table(DOCUMENTS)?;
         }
         tx.commit()?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -188,6 +199,61 @@ impl Store for EmbeddedStore {
                 if out.len() >= limit {
                     break;
                 }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_documents(&self, kind: &str, docs: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        let kind = kind.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(DOCUMENTS)?;
+                for (id, body) in &docs {
+                    t.insert(document_key(&kind, id).as_slice(), body.as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_documents(&self, kind: &str, ids: Vec<String>) -> Result<(), StoreError> {
+        let kind = kind.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(DOCUMENTS)?;
+                for id in &ids {
+                    t.remove(document_key(&kind, id).as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn documents(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let kind = kind.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(DOCUMENTS)?;
+            let lo = document_key(&kind, "");
+            let mut hi = kind.as_bytes().to_vec();
+            hi.push(1);
+            let mut out = Vec::new();
+            for e in t.range(lo.as_slice()..hi.as_slice())? {
+                let (k, v) = e?;
+                let id = k
+                    .value()
+                    .get(lo.len()..)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                out.push((id, v.value().to_vec()));
             }
             Ok(out)
         })

@@ -145,6 +145,12 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_vehicle(&self, vehicle: Vehicle) -> Result<(), StoreError>;
     async fn vehicles(&self, after: Option<Vin>, limit: usize) -> Result<Vec<Vehicle>, StoreError>;
 
+    /// Small configuration documents managed through the API, by kind ("zone", "exemptions"):
+    /// written whole, read whole at start.
+    async fn put_documents(&self, kind: &str, docs: Vec<(String, Vec<u8>)>) -> Result<(), StoreError>;
+    async fn delete_documents(&self, kind: &str, ids: Vec<String>) -> Result<(), StoreError>;
+    async fn documents(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
     async fn upsert_enterprise(&self, enterprise: Enterprise) -> Result<(), StoreError>;
     async fn enterprise(&self, id: &str) -> Result<Option<Enterprise>, StoreError>;
     async fn enterprises(&self, after: Option<String>, limit: usize) -> Result<Vec<Enterprise>, StoreError>;

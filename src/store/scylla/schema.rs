@@ -178,6 +178,18 @@ pub const MIGRATIONS: &[Migration] = &[
     PRIMARY KEY ((token_hash))
 )"],
     },
+    Migration {
+        version: 5,
+        // Configuration documents managed through the API (zones as GeoJSON features, the
+        // exemption book): small, read whole at start, one partition per kind.
+        name: "documents by kind [zones, exemptions]",
+        statements: &["CREATE TABLE IF NOT EXISTS {ks}.documents (
+    kind text,
+    id text,
+    body blob,
+    PRIMARY KEY ((kind), id)
+)"],
+    },
 ];
 
 /// The bookkeeping table itself (created before any migration runs).
