@@ -34,6 +34,7 @@ impl violations_server::Violations for ViolationsService {
                 s => Some(Vin::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))?),
             },
             rule: (!r.rule.is_empty()).then_some(r.rule),
+            ..Default::default()
         };
         let cursor = match r.page_token.as_str() {
             "" => None,
@@ -46,15 +47,9 @@ impl violations_server::Violations for ViolationsService {
             n => n.min(1000) as usize,
         };
         let page = self.store.violations(&query, cursor, limit).await.map_err(status_from_store)?;
-        let next_page_token = match page.last() {
-            Some(v) if page.len() == limit => {
-                ViolationCursor { started_ms: v.started_ms, id: v.id.clone() }.encode()
-            }
-            _ => String::new(),
-        };
         Ok(Response::new(proto::ListViolationsResponse {
-            violations: page.iter().map(violation_to_proto).collect(),
-            next_page_token,
+            violations: page.violations.iter().map(violation_to_proto).collect(),
+            next_page_token: page.next.map(|c| c.encode()).unwrap_or_default(),
         }))
     }
 
