@@ -1,7 +1,9 @@
 //! Wires the service together and runs it until shut down. Used by the binary and by the
 //! end-to-end tests, which start the real server on 127.0.0.1 with port 0.
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::detect::DetectorSet;
+use crate::grpc::auth::AuthLayer;
 use crate::grpc::{ingest::IngestService, registry_svc::RegistryService, violations_svc::ViolationsService};
 use crate::pipeline::Pipeline;
 use crate::proto;
@@ -75,8 +77,13 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         .build_v1()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
+    let auth = Arc::new(Authenticator::new(store.clone(), &cfg.auth));
+    if !auth.enabled() {
+        tracing::warn!("authentication is disabled: every caller is an administrator");
+    }
     let ingest = IngestService::new(pipeline.clone(), registry.clone(), cfg.max_in_flight_batches);
     let grpc = tonic::transport::Server::builder()
+        .layer(AuthLayer::new(auth.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(proto::telemetry_ingest_server::TelemetryIngestServer::new(ingest))

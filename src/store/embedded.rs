@@ -736,7 +736,7 @@ mod tests {
         );
         // Detection rewriting the snapshot keeps the decision.
         commit(&s, vec![v1.clone()]).await;
-        assert!(s.violation_reviews(&[v1.id.clone()]).await.unwrap()[0].is_some());
+        assert!(s.violation_reviews(std::slice::from_ref(&v1.id)).await.unwrap()[0].is_some());
         let missing = ViolationReview { violation_id: ViolationId("0".repeat(32)), ..s_review(&v1) };
         assert!(matches!(s.review_violation(missing, audit.clone()).await, Err(StoreError::NotFound(_))));
         s.append_audit(AuditEntry { action: AuditAction::Export, ..audit }).await.unwrap();

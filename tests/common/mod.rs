@@ -1,9 +1,11 @@
 //! Helpers for end-to-end tests: a real server on 127.0.0.1 (ephemeral ports) over a temp store.
 #![allow(dead_code)]
 use smogwatch::config::Config;
+use smogwatch::model::Role;
 use smogwatch::proto;
 use smogwatch::server::{start, Options, RunningServer};
 use std::path::Path;
+use std::task::{Context, Poll};
 use tonic::transport::Channel;
 
 pub const T0: i64 = 1_761_926_400_000; // 2025-11-01T00:00:00+08:00
@@ -24,8 +26,51 @@ pub async fn server(dir: &Path) -> RunningServer {
     start(config(dir), Options { sample_data: false }).await.expect("server starts")
 }
 
-pub async fn channel(s: &RunningServer) -> Channel {
-    Channel::from_shared(format!("http://{}", s.grpc_addr)).unwrap().connect().await.expect("connect")
+/// A gRPC channel that sends `authorization: Bearer <token>` with every call.
+#[derive(Clone)]
+pub struct Authed {
+    inner: Channel,
+    bearer: Option<http::HeaderValue>,
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Authed {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::transport::channel::ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(b) = &self.bearer {
+            req.headers_mut().insert(http::header::AUTHORIZATION, b.clone());
+        }
+        self.inner.call(req)
+    }
+}
+
+/// Creates a token through the running server's store (tokens are read per request, so no
+/// restart is needed) and returns its secret.
+pub async fn token(s: &RunningServer, role: Role) -> String {
+    smogwatch::auth::create_token(&*s.store, role, "e2e".into(), "test").await.expect("token").1
+}
+
+pub async fn connect_with(addr: std::net::SocketAddr, secret: Option<&str>) -> Authed {
+    let inner = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
+    Authed { inner, bearer: secret.map(|t| format!("Bearer {t}").parse().unwrap()) }
+}
+
+/// An administrator's channel.
+pub async fn channel(s: &RunningServer) -> Authed {
+    let secret = token(s, Role::Admin).await;
+    connect_with(s.grpc_addr, Some(&secret)).await
+}
+
+/// A channel acting with the given role.
+pub async fn channel_as(s: &RunningServer, role: Role) -> Authed {
+    let secret = token(s, role).await;
+    connect_with(s.grpc_addr, Some(&secret)).await
 }
 
 pub fn truck(vin: &str, stage: proto::EmissionStage) -> proto::Vehicle {
@@ -67,7 +112,7 @@ pub fn record(vin: &str, t_ms: i64, lon: f64, lat: f64, down_nox: f64) -> proto:
 }
 
 /// Streams `batches` over one ingest stream and returns the acks in order.
-pub async fn stream_batches(ch: Channel, batches: Vec<proto::TelemetryBatch>) -> Vec<proto::BatchAck> {
+pub async fn stream_batches(ch: Authed, batches: Vec<proto::TelemetryBatch>) -> Vec<proto::BatchAck> {
     let mut client = proto::telemetry_ingest_client::TelemetryIngestClient::new(ch);
     let n = batches.len();
     let resp = client.stream(tokio_stream::iter(batches)).await.expect("stream opens");
