@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod http;
 pub mod model;
 pub mod pipeline;
+pub mod query;
 pub mod registry;
 pub mod sample;
 pub mod server;

@@ -4,9 +4,14 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::detect::DetectorSet;
 use crate::grpc::auth::AuthLayer;
-use crate::grpc::{ingest::IngestService, registry_svc::RegistryService, violations_svc::ViolationsService};
+use crate::grpc::{
+    ingest::IngestService,
+    registry_svc::RegistryService,
+    violations_svc::{AdminService, ViolationsService},
+};
 use crate::pipeline::Pipeline;
 use crate::proto;
+use crate::query::ViolationDesk;
 use crate::registry::Registry;
 use crate::store::{embedded::EmbeddedStore, Store, StoreError};
 use std::net::SocketAddr;
@@ -78,6 +83,12 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
     let auth = Arc::new(Authenticator::new(store.clone(), &cfg.auth));
+    let desk = ViolationDesk::new(
+        store.clone(),
+        registry.clone(),
+        pipeline.clone(),
+        Duration::from_millis(cfg.watch_poll_ms),
+    );
     if !auth.enabled() {
         tracing::warn!("authentication is disabled: every caller is an administrator");
     }
@@ -91,7 +102,8 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
             registry.clone(),
             store.clone(),
         )))
-        .add_service(proto::violations_server::ViolationsServer::new(ViolationsService::new(store.clone())));
+        .add_service(proto::violations_server::ViolationsServer::new(ViolationsService::new(desk.clone())))
+        .add_service(proto::admin_server::AdminServer::new(AdminService::new(desk.clone())));
 
     let mut tasks = Vec::new();
     let mut rx = shutdown_rx.clone();

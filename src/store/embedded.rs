@@ -468,6 +468,15 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn last_alert_seq(&self) -> Result<u64, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let last = tx.open_table(ALERTS)?.last()?.map_or(0, |(k, _)| k.value());
+            Ok(last)
+        })
+        .await
+    }
+
     async fn review_violation(
         &self,
         review: ViolationReview,
@@ -679,6 +688,7 @@ mod tests {
         assert_eq!(backlog.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(backlog[0].violation.status, ViolationStatus::Closed, "current snapshot");
         assert!(s.alerts_after(2, 10).await.unwrap().is_empty());
+        assert_eq!(s.last_alert_seq().await.unwrap(), 2);
         assert!(s.alerts_after(u64::MAX, 10).await.unwrap().is_empty());
         drop(s);
         // Sequence numbers continue after a restart.

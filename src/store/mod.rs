@@ -204,6 +204,8 @@ pub trait Store: Send + Sync + 'static {
     /// Live alerts with `seq > after`, oldest first, at most `limit`, each with the violation's
     /// current snapshot.
     async fn alerts_after(&self, after: u64, limit: usize) -> Result<Vec<Alert>, StoreError>;
+    /// The newest alert sequence number (0 when there is none): where a new watcher starts.
+    async fn last_alert_seq(&self) -> Result<u64, StoreError>;
 
     /// Records a review decision and its audit entry in one transaction. `NotFound` when the
     /// violation does not exist. Returns the audit entry as appended (with its `seq`).
