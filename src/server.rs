@@ -105,6 +105,7 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         .add_service(proto::violations_server::ViolationsServer::new(ViolationsService::new(desk.clone())))
         .add_service(proto::admin_server::AdminServer::new(AdminService::new(desk.clone())));
 
+    let http_state = crate::http::HttpState { desk, auth };
     let mut tasks = Vec::new();
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -121,7 +122,8 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         let signal = async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(http_listener, crate::http::router()).with_graceful_shutdown(signal).await
+        if let Err(e) =
+            axum::serve(http_listener, crate::http::router(http_state)).with_graceful_shutdown(signal).await
         {
             tracing::error!(error = %e, "HTTP server failed");
         }

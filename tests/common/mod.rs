@@ -26,6 +26,41 @@ pub async fn server(dir: &Path) -> RunningServer {
     start(config(dir), Options { sample_data: false }).await.expect("server starts")
 }
 
+/// A server with an adjusted configuration.
+pub async fn server_with(dir: &Path, adjust: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut cfg = config(dir);
+    adjust(&mut cfg);
+    start(cfg, Options { sample_data: false }).await.expect("server starts")
+}
+
+/// A plain HTTP/1.1 request to the server's HTTP listener; returns status, headers and the
+/// whole body (chunked bodies are reassembled).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect http");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder().method(method).uri(path).header(http::header::HOST, "127.0.0.1");
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        req = req.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()))).unwrap();
+    let resp = sender.send_request(req).await.expect("response");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes().to_vec();
+    (parts.status, parts.headers, body)
+}
+
 /// A gRPC channel that sends `authorization: Bearer <token>` with every call.
 #[derive(Clone)]
 pub struct Authed {
