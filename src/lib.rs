@@ -13,6 +13,7 @@ pub mod registry;
 pub mod sample;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub mod proto {
     //! Code generated from `proto/smogwatch/v1/smogwatch.proto`.

@@ -14,6 +14,8 @@ use crate::proto;
 use crate::query::ViolationDesk;
 use crate::registry::Registry;
 use crate::store::{embedded::EmbeddedStore, Store, StoreError};
+use crate::tls::{TlsListener, TlsMaterial};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,10 @@ pub enum ServerError {
     Sample(#[from] crate::registry::RegistryError),
     #[error("reflection service: {0}")]
     Reflection(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("gRPC TLS: {0}")]
+    GrpcTls(String),
 }
 
 /// A started server. Drop does not stop it; call `shutdown`.
@@ -51,6 +57,7 @@ pub struct Options {
 
 pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerError> {
     crate::http::prometheus();
+    let tls = TlsMaterial::load(&cfg.tls)?;
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&cfg.data_dir)?);
     let registry = Registry::load(store.clone()).await?;
     if opts.sample_data {
@@ -93,7 +100,11 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         tracing::warn!("authentication is disabled: every caller is an administrator");
     }
     let ingest = IngestService::new(pipeline.clone(), registry.clone(), cfg.max_in_flight_batches);
-    let grpc = tonic::transport::Server::builder()
+    let mut grpc = tonic::transport::Server::builder();
+    if let Some(m) = &tls {
+        grpc = grpc.tls_config(m.grpc()).map_err(|e| ServerError::GrpcTls(e.to_string()))?;
+    }
+    let grpc = grpc
         .layer(AuthLayer::new(auth.clone()))
         .add_service(health_service)
         .add_service(reflection)
@@ -117,21 +128,25 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
             tracing::error!(error = %e, "gRPC server failed");
         }
     }));
-    let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let signal = async move {
+    let router = crate::http::router(http_state);
+    let signal = {
+        let mut rx = shutdown_rx.clone();
+        async move {
             let _ = rx.wait_for(|s| *s).await;
-        };
-        if let Err(e) =
-            axum::serve(http_listener, crate::http::router(http_state)).with_graceful_shutdown(signal).await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
         }
-    }));
+    };
+    tasks.push(match &tls {
+        Some(m) => {
+            let listener = TlsListener::new(http_listener, m.http_acceptor()?)
+                .map_err(|source| ServerError::Bind { addr: http_addr, source })?;
+            tokio::spawn(serve_http(listener, router, signal))
+        }
+        None => tokio::spawn(serve_http(http_listener, router, signal)),
+    });
     if cfg.retention_days > 0 {
         tasks.push(tokio::spawn(retention(store.clone(), cfg.retention_days, shutdown_rx.clone())));
     }
-    tracing::info!(%grpc_addr, %http_addr, "smogwatch serving");
+    tracing::info!(%grpc_addr, %http_addr, tls = tls.is_some(), "smogwatch serving");
     Ok(RunningServer {
         grpc_addr,
         http_addr,
@@ -141,6 +156,16 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         tasks,
         grace: Duration::from_secs(cfg.shutdown_grace_s),
     })
+}
+
+async fn serve_http<L>(listener: L, router: axum::Router, signal: impl Future<Output = ()> + Send + 'static)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(signal).await {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
 }
 
 /// Deletes expired telemetry once an hour.

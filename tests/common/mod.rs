@@ -91,6 +91,11 @@ pub async fn token(s: &RunningServer, role: Role) -> String {
     smogwatch::auth::create_token(&*s.store, role, "e2e".into(), "test").await.expect("token").1
 }
 
+/// Wraps an already connected channel (e.g. a TLS one).
+pub fn authed(inner: Channel, secret: &str) -> Authed {
+    Authed { inner, bearer: Some(format!("Bearer {secret}").parse().unwrap()) }
+}
+
 pub async fn connect_with(addr: std::net::SocketAddr, secret: Option<&str>) -> Authed {
     let inner = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
     Authed { inner, bearer: secret.map(|t| format!("Bearer {t}").parse().unwrap()) }
