@@ -95,6 +95,7 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         registry.clone(),
         pipeline.clone(),
         Duration::from_millis(cfg.watch_poll_ms),
+        shutdown_rx.clone(),
     );
     if !auth.enabled() {
         tracing::warn!("authentication is disabled: every caller is an administrator");

@@ -105,6 +105,8 @@ pub struct ViolationDesk {
     pub(crate) registry: Arc<Registry>,
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) watch_poll: Duration,
+    /// Becomes true at shutdown: live watches end then instead of holding the server open.
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ViolationDesk {
@@ -113,8 +115,15 @@ impl ViolationDesk {
         registry: Arc<Registry>,
         pipeline: Arc<Pipeline>,
         watch_poll: Duration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
-        ViolationDesk { store, registry, pipeline, watch_poll: watch_poll.max(Duration::from_millis(50)) }
+        ViolationDesk {
+            store,
+            registry,
+            pipeline,
+            watch_poll: watch_poll.max(Duration::from_millis(50)),
+            shutdown,
+        }
     }
 
     /// Turns a client filter into a store query confined to what `caller` may see.

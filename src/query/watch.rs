@@ -99,6 +99,7 @@ impl Watcher {
         if self.tx.send(Ok(WatchEvent { cursor: self.last, violation: None })).await.is_err() {
             return;
         }
+        let mut shutdown = self.desk.shutdown.clone();
         let mut behind = true;
         let mut poll = tokio::time::interval(self.desk.watch_poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,6 +129,7 @@ impl Watcher {
                 },
                 _ = poll.tick() => behind = true,
                 _ = self.tx.closed() => return,
+                _ = shutdown.changed() => return,
             }
         }
     }
