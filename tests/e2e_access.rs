@@ -578,3 +578,43 @@ async fn http_api_mirrors_grpc_streams_exports_and_serves_its_openapi_document()
     assert_eq!(http(s.http_addr, "GET", "/v1/audit", Some(&police), None).await.0, 403);
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_alerts_are_server_sent_events_resumable_by_last_event_id() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_with(dir.path(), |c| c.watch_poll_ms = 100).await;
+    register(&s).await;
+    let police = token(&s, Role::Police(Jurisdiction::city("330100").unwrap())).await;
+    commit(&s, vec![violation(HZ, "R3", T0, "330100", None), violation(NB, "R3", T0 + 1, "330200", None)])
+        .await;
+    let stream = tokio::net::TcpStream::connect(s.http_addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("/v1/alerts")
+        .header(http::header::HOST, "127.0.0.1")
+        .header(http::header::AUTHORIZATION, format!("Bearer {police}"))
+        .header("last-event-id", "0")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()[http::header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains("event: violation") {
+        let frame = tokio::time::timeout_at(deadline, body.frame()).await.expect("events in time");
+        if let Some(Ok(f)) = frame {
+            if let Some(d) = f.data_ref() {
+                text.push_str(&String::from_utf8_lossy(d));
+            }
+        }
+    }
+    assert!(text.contains("event: ready"), "{text}");
+    assert!(text.contains(HZ) && !text.contains(NB), "{text}");
+    assert!(text.contains("id: 1\n"), "the event id is the cursor: {text}");
+    s.shutdown().await;
+}
