@@ -3,6 +3,7 @@ pub mod auth;
 pub mod convert;
 pub mod ingest;
 pub mod registry_svc;
+pub mod roadside_svc;
 pub mod violations_svc;
 pub mod zones_svc;
 
