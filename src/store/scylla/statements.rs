@@ -223,6 +223,7 @@ pub const STORE_READS: &[(&str, &[&str])] = &[
     ("vehicles", &["select_vehicles_page"]),
     ("enterprise", &["select_enterprise"]),
     ("enterprises", &["select_enterprises_page"]),
+    ("documents", &["select_documents"]),
     ("violation", &["select_violation"]),
     (
         "violations",
