@@ -413,15 +413,16 @@ impl ScyllaStore {
     }
 
     /// Runs a lightweight transaction and reads `[applied]` and the current row's columns.
-    async fn lwt(&self, stmt: &PreparedStatement, values: impl SerializeRow) -> Result<LwtResult, ScyllaError> {
+    async fn lwt(
+        &self,
+        stmt: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<LwtResult, ScyllaError> {
         let result = self.inner.session.execute_unpaged(stmt, values).await?.into_rows_result()?;
         let specs: Vec<String> = result.column_specs().iter().map(|c| c.name().to_string()).collect();
         let row: Row = result.first_row().map_err(|e| ScyllaError::Lwt(e.to_string()))?;
-        let columns: HashMap<String, CqlValue> = specs
-            .into_iter()
-            .zip(row.columns)
-            .filter_map(|(name, value)| value.map(|v| (name, v)))
-            .collect();
+        let columns: HashMap<String, CqlValue> =
+            specs.into_iter().zip(row.columns).filter_map(|(name, value)| value.map(|v| (name, v))).collect();
         let applied = match columns.get("[applied]") {
             Some(CqlValue::Boolean(b)) => *b,
             other => return Err(ScyllaError::Lwt(format!("[applied] = {other:?}"))),
@@ -566,31 +567,20 @@ impl ScyllaStore {
                     break;
                 }
             }
-            for (seq, id, allocated_ms) in rows {
-                let seq = seq.max(0) as u64;
-                if seq < expected {
-                    continue;
-                }
-                if seq > expected {
-                    let settled = allocated_ms.is_none_or(|a| a < now.saturating_sub(ALERT_GRACE_MS));
-                    if !settled {
-                        break 'scan;
-                    }
-                    tracing::warn!(from = expected, to = seq - 1, "alert sequence numbers never written; skipped");
-                }
-                expected = seq + 1;
-                if let Some(id) = id.filter(|i| !i.is_empty()) {
-                    found.push((seq, id));
-                    if found.len() >= limit {
-                        break 'scan;
-                    }
-                }
+            let stop;
+            (expected, stop) = walk_alerts(expected, rows, now, limit, &mut found);
+            if stop {
+                break 'scan;
             }
         }
         let alerts = futures::stream::iter(found)
             .map(|(seq, id)| async move {
-                let row: Option<(Option<String>,)> = self.read_one(&st.select_violation, (id.as_str(),)).await?;
-                let v = row.and_then(|r| r.0).map(|b| from_json::<Violation>("violation", b.as_bytes())).transpose()?;
+                let row: Option<(Option<String>,)> =
+                    self.read_one(&st.select_violation, (id.as_str(),)).await?;
+                let v = row
+                    .and_then(|r| r.0)
+                    .map(|b| from_json::<Violation>("violation", b.as_bytes()))
+                    .transpose()?;
                 if v.is_none() {
                     tracing::warn!(seq, id = %id, "alert without a violation; skipped");
                 }
@@ -603,14 +593,21 @@ impl ScyllaStore {
     }
 
     /// Allocates the entry's `seq` and returns the entry with it and the write of its row.
-    async fn audit_row(&self, mut entry: AuditEntry) -> Result<(AuditEntry, (i64, i64, String)), ScyllaError> {
+    async fn audit_row(
+        &self,
+        mut entry: AuditEntry,
+    ) -> Result<(AuditEntry, (i64, i64, String)), ScyllaError> {
         entry.seq = self.allocate(AUDIT_SEQUENCE, 1).await?;
         let body = String::from_utf8_lossy(&to_json(&entry)).into_owned();
         let row = (seq_bucket(entry.seq, AUDIT_BUCKET), entry.seq as i64, body);
         Ok((entry, row))
     }
 
-    async fn audit_log_inner(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit_log_inner(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut out = Vec::new();
         let start = match before {
             Some(b) => b.min(i64::MAX as u64),
@@ -623,7 +620,8 @@ impl ScyllaStore {
         while out.len() < limit && bucket >= 0 {
             let want = limit - out.len();
             let values = (bucket, start as i64, statements::limit_i32(want));
-            let rows: Vec<(i64, String)> = self.read_rows(&self.st().select_audit_entries, values, want).await?;
+            let rows: Vec<(i64, String)> =
+                self.read_rows(&self.st().select_audit_entries, values, want).await?;
             for (_, body) in rows {
                 out.push(from_json("audit entry", body.as_bytes())?);
             }
@@ -851,7 +849,8 @@ impl ScyllaStore {
         e: &IndexEntry,
         query: &ViolationQuery,
     ) -> Result<Option<Violation>, StoreError> {
-        let row: Option<(Option<String>,)> = self.read_one(&self.st().select_violation, (e.id.as_str(),)).await?;
+        let row: Option<(Option<String>,)> =
+            self.read_one(&self.st().select_violation, (e.id.as_str(),)).await?;
         let Some(body) = row.and_then(|r| r.0) else {
             tracing::warn!(id = %e.id, "violation index row without a violation; skipped");
             return Ok(None);
@@ -1045,24 +1044,66 @@ impl ScyllaStore {
             .buffered(FLEET_CONCURRENCY)
             .try_collect::<Vec<ViolationPage>>()
             .await?;
-        let bound: Option<(i64, String)> = pages
-            .iter()
-            .filter_map(|p| p.next.as_ref().map(|c| (c.started_ms, c.id.as_str().to_string())))
-            .max();
-        let mut merged: Vec<Violation> = pages
-            .into_iter()
-            .flat_map(|p| p.violations)
-            .filter(|v| bound.as_ref().is_none_or(|b| (v.started_ms, v.id.as_str()) >= (b.0, b.1.as_str())))
-            .collect();
-        merged.sort_by(|a, b| (b.started_ms, &b.id.0).cmp(&(a.started_ms, &a.id.0)));
-        let next = if merged.len() > limit {
-            merged.truncate(limit);
-            merged.last().map(|v| ViolationCursor { started_ms: v.started_ms, id: v.id.clone() })
-        } else {
-            bound.map(|(started_ms, id)| ViolationCursor { started_ms, id: ViolationId(id) })
-        };
-        Ok(ViolationPage { violations: merged, next })
+        Ok(merge_fleet(pages, limit))
     }
+}
+
+/// One alert row: seq, violation id (empty for a void), when its number was allocated.
+type AlertRow = (i64, Option<String>, Option<i64>);
+
+/// Walks alert rows (ascending) from `expected`, the first number not yet consumed: pushes real
+/// alerts onto `found` and returns the next expected number and whether to stop (`limit`
+/// reached, or a gap that may still be in flight: see `alerts_after_inner`).
+fn walk_alerts(
+    mut expected: u64,
+    rows: Vec<AlertRow>,
+    now: TimestampMs,
+    limit: usize,
+    found: &mut Vec<(u64, String)>,
+) -> (u64, bool) {
+    for (seq, id, allocated_ms) in rows {
+        let seq = seq.max(0) as u64;
+        if seq < expected {
+            continue;
+        }
+        if seq > expected {
+            // `None`: a re-asserted row of an old claim, allocated long ago.
+            let settled = allocated_ms.is_none_or(|a| a < now.saturating_sub(ALERT_GRACE_MS));
+            if !settled {
+                return (expected, true);
+            }
+            tracing::warn!(from = expected, to = seq - 1, "alert sequence numbers never written; skipped");
+        }
+        expected = seq + 1;
+        if let Some(id) = id.filter(|i| !i.is_empty()) {
+            found.push((seq, id));
+            if found.len() >= limit {
+                return (expected, true);
+            }
+        }
+    }
+    (expected, false)
+}
+
+/// Merges the per-vehicle pages of a fleet listing. When a vehicle's page has a `next` (limit or
+/// budget reached at position B), what lies below B is unknown for that vehicle, so nothing below
+/// the highest such B is returned and the page continues from there.
+fn merge_fleet(pages: Vec<ViolationPage>, limit: usize) -> ViolationPage {
+    let bound: Option<(i64, String)> =
+        pages.iter().filter_map(|p| p.next.as_ref().map(|c| (c.started_ms, c.id.as_str().to_string()))).max();
+    let mut merged: Vec<Violation> = pages
+        .into_iter()
+        .flat_map(|p| p.violations)
+        .filter(|v| bound.as_ref().is_none_or(|b| (v.started_ms, v.id.as_str()) >= (b.0, b.1.as_str())))
+        .collect();
+    merged.sort_by(|a, b| (b.started_ms, &b.id.0).cmp(&(a.started_ms, &a.id.0)));
+    let next = if merged.len() > limit {
+        merged.truncate(limit);
+        merged.last().map(|v| ViolationCursor { started_ms: v.started_ms, id: v.id.clone() })
+    } else {
+        bound.map(|(started_ms, id)| ViolationCursor { started_ms, id: ViolationId(id) })
+    };
+    ViolationPage { violations: merged, next }
 }
 
 #[async_trait]
@@ -1265,7 +1306,8 @@ impl Store for ScyllaStore {
     }
 
     async fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
-        let row: Option<(Option<String>,)> = self.read_one(&self.st().select_token, (TOKEN_SHARD, id)).await?;
+        let row: Option<(Option<String>,)> =
+            self.read_one(&self.st().select_token, (TOKEN_SHARD, id)).await?;
         row.and_then(|r| r.0).map(|b| from_json("api token", b.as_bytes())).transpose()
     }
 
@@ -1355,6 +1397,54 @@ mod tests {
             matches!(&plan.violations[0], ViolationWrite::Upsert(v) if v.status == ViolationStatus::Closed)
         );
         assert!(matches!(&plan.violations[1], ViolationWrite::InsertIfAbsent(v) if v.vin == b));
+    }
+
+    #[test]
+    fn alert_walk_waits_for_young_gaps_and_skips_old_ones() {
+        let now = 1_780_000_000_000;
+        let (young, old) = (Some(now - 1_000), Some(now - ALERT_GRACE_MS - 1));
+        let row = |seq: i64, id: &str, at: Option<i64>| (seq, Some(id.to_string()), at);
+        // In order, with a void (a claim that lost) in between.
+        let mut found = Vec::new();
+        let rows = vec![row(5, "a", young), row(6, "", young), row(7, "b", young)];
+        assert_eq!(walk_alerts(5, rows, now, 10, &mut found), (8, false));
+        assert_eq!(found, vec![(5, "a".to_string()), (7, "b".to_string())]);
+        // 9 is missing and 10 is young: 9 may be in flight, so stop before it.
+        let mut found = Vec::new();
+        let rows = vec![row(8, "c", young), row(10, "d", young)];
+        assert_eq!(walk_alerts(8, rows, now, 10, &mut found), (9, true));
+        assert_eq!(found, vec![(8, "c".to_string())]);
+        // 10 was allocated long ago: 9 is a hole of a failed commit and is skipped.
+        let mut found = Vec::new();
+        assert_eq!(walk_alerts(9, vec![row(10, "d", old)], now, 10, &mut found), (11, false));
+        assert_eq!(found, vec![(10, "d".to_string())]);
+        // A re-asserted row without allocation time counts as old; the limit stops the walk.
+        let mut found = Vec::new();
+        let rows = vec![row(12, "e", None), row(13, "f", young)];
+        assert_eq!(walk_alerts(11, rows, now, 1, &mut found), (13, true));
+        assert_eq!(found, vec![(12, "e".to_string())]);
+    }
+
+    #[test]
+    fn fleet_merge_never_skips_what_a_vehicle_did_not_scan() {
+        let t = 1_761_926_400_000;
+        let (a, b) = (vin(1), vin(2));
+        let v = |vin: Vin, k: i64| violation(vin, t + k * 1000, ViolationStatus::Open);
+        let cursor = |x: &Violation| Some(ViolationCursor { started_ms: x.started_ms, id: x.id.clone() });
+        // A stopped (budget) at its 8; B is complete and has older ones.
+        let pa = ViolationPage { violations: vec![v(a, 9), v(a, 8)], next: cursor(&v(a, 8)) };
+        let pb = ViolationPage { violations: vec![v(b, 10), v(b, 7), v(b, 3)], next: None };
+        let page = merge_fleet(vec![pa.clone(), pb.clone()], 10);
+        let starts: Vec<i64> = page.violations.iter().map(|x| (x.started_ms - t) / 1000).collect();
+        assert_eq!(starts, [10, 9, 8], "nothing below A's position");
+        assert_eq!(page.next, cursor(&v(a, 8)));
+        // The limit cuts first: the cursor is the last returned.
+        let page = merge_fleet(vec![pa, pb.clone()], 2);
+        assert_eq!(page.violations.len(), 2);
+        assert_eq!(page.next, cursor(&v(a, 9)));
+        // Every vehicle complete: everything, and the end.
+        let page = merge_fleet(vec![pb], 10);
+        assert_eq!((page.violations.len(), page.next), (3, None));
     }
 
     #[test]
