@@ -25,8 +25,17 @@ pub fn day_bucket(t: TimestampMs) -> i32 {
     d.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
+/// Consecutive alert sequence numbers per `alerts` partition (a few hundred KiB each).
+pub const ALERT_BUCKET: i64 = 10_000;
+/// Consecutive audit entries per `audit_by_seq` partition.
+pub const AUDIT_BUCKET: i64 = 10_000;
+
+/// Partition of a sequence number in a table bucketed by `size` consecutive numbers.
+pub fn seq_bucket(seq: u64, size: i64) -> i64 {
+    (seq / size.unsigned_abs().max(1)).min(i64::MAX as u64) as i64
+}
+
 /// First instant (epoch ms) of a Beijing day bucket.
-#[cfg(test)]
 pub fn day_start_ms(day: i32) -> TimestampMs {
     i64::from(day) * DAY_MS - BEIJING_OFFSET_MS
 }
@@ -42,6 +51,15 @@ pub fn month_bucket(t: TimestampMs) -> i32 {
         None if t < 0 => 0,
         None => i32::MAX,
     }
+}
+
+/// First instant (epoch ms) of a Beijing month `yyyymm` (clamped to the valid range).
+pub fn month_start_ms(yyyymm: i32) -> TimestampMs {
+    let (y, m) = (yyyymm.div_euclid(100), yyyymm.rem_euclid(100).clamp(1, 12) as u32);
+    chrono::NaiveDate::from_ymd_opt(y, m, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|dt| dt.and_utc().timestamp_millis() - BEIJING_OFFSET_MS)
+        .unwrap_or(if yyyymm <= 0 { i64::MIN } else { i64::MAX })
 }
 
 /// The month before `yyyymm`.
@@ -110,6 +128,12 @@ mod tests {
         assert_eq!(prev_month(202601), 202512);
         assert_eq!(prev_month(202511), 202510);
         assert_eq!(month_bucket(i64::MIN), 0);
+        assert_eq!(month_start_ms(202511), t);
+        assert_eq!(month_bucket(month_start_ms(202601)), 202601);
+        assert_eq!(month_bucket(month_start_ms(202601) - 1), 202512);
+        assert_eq!(seq_bucket(9_999, ALERT_BUCKET), 0);
+        assert_eq!(seq_bucket(10_000, ALERT_BUCKET), 1);
+        assert_eq!(seq_bucket(u64::MAX, 1), i64::MAX);
     }
 
     #[test]

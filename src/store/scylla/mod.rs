@@ -24,6 +24,29 @@
 //! - **Retention is a TTL**, not a sweep: records are written with `TTL = retention - age`, and
 //!   TimeWindowCompactionStrategy drops whole expired SSTables. `expire_records` is a no-op.
 //! - **Listings** read bucketed partitions and merge them (`merge.rs`); no query scans a table.
+//!   A violation listing picks the most selective index (VIN → `violations_by_vin_month`; a
+//!   fleet of up to 64 VINs → each VIN's index, merged; county or city →
+//!   `violations_by_city_day` of the city, the county filtered on the body; else
+//!   `violations_by_day`), filters VIN / rule on the index rows and everything else on the body
+//!   (and the review row), and stops after `SCAN_BUDGET` index entries with a short page and a
+//!   `next` cursor. Index rows are never deleted: when a later snapshot moves an episode (another
+//!   city), the stale row is filtered out because the body no longer matches.
+//! - **Alerts** are numbered by a counter row advanced with a compare-and-set LWT, one block per
+//!   commit (two LWT round trips per commit that raises alerts, plus one LWT per new live
+//!   violation to claim it in `alerted_violations`, so that it alerts once even across retries
+//!   and nodes). Alert rows live in `alerts`, `ALERT_BUCKET` numbers per partition. Numbers
+//!   increase with allocation order, but commits on different nodes (or the concurrent writes of
+//!   one commit) may write `n + 1` before `n`; `alerts_after` therefore stops at the first missing
+//!   number unless the row after it was allocated more than `ALERT_GRACE_MS` ago, in which case
+//!   the missing one is a hole (a commit that failed after allocating, or a CAS that timed out
+//!   but applied) and is skipped. Limits: a commit slower than the grace period (or a node clock
+//!   more than that far off) can have its alert skipped by a reader that is already past it; a
+//!   hole delays the alerts after it by up to the grace period. `last_alert_seq` is the last
+//!   allocated number, so a new watcher may skip alerts whose commit was in flight as it started.
+//! - **Audit** entries get their `seq` from the same kind of counter ("audit") and live in
+//!   `audit_by_seq`, newest first; a review and its audit entry go in one logged batch. A
+//!   failed append leaves a gap in the numbers, which is harmless to the log.
+//! - **Tokens** are few and live in one partition of `api_tokens_by_id`, keyed by token id.
 mod keys;
 mod merge;
 pub mod schema;
@@ -31,12 +54,13 @@ pub mod statements;
 
 use crate::config::{ConsistencyLevel, ScyllaConfig, SerialConsistencyLevel};
 use crate::model::{
-    now_ms, Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation, ViolationId, MAX_FUTURE_MS,
-    MIN_VALID_MS,
+    city_of_county, now_ms, ApiToken, AuditEntry, Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin,
+    Violation, ViolationId, ViolationReview, MAX_FUTURE_MS, MIN_VALID_MS,
 };
-use crate::store::codec::{decode_record, from_json};
+use crate::store::codec::{decode_record, from_json, to_json};
 use crate::store::{
-    CommitBatch, CommitOutcome, Store, StoreError, ViolationCursor, ViolationQuery, ViolationWrite,
+    Alert, CommitBatch, CommitOutcome, Store, StoreError, ViolationCursor, ViolationPage, ViolationQuery,
+    ViolationWrite,
 };
 use ::scylla::client::execution_profile::ExecutionProfile;
 use ::scylla::client::session::Session;
@@ -55,10 +79,13 @@ use ::scylla::statement::{Consistency, SerialConsistency};
 use ::scylla::value::{CqlValue, Row};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use keys::{day_bucket, month_bucket, prev_month, DAY_SHARDS, ENTERPRISE_BUCKETS, VEHICLE_BUCKETS};
+use keys::{
+    day_bucket, day_start_ms, month_bucket, month_start_ms, prev_month, seq_bucket, ALERT_BUCKET,
+    AUDIT_BUCKET, DAY_SHARDS, ENTERPRISE_BUCKETS, VEHICLE_BUCKETS,
+};
 use statements::{IndexRow, Prepared};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -163,6 +190,75 @@ struct IndexEntry {
 
 /// The order of a newest-first listing as an ascending key: (start, id) descending.
 type NewestFirst = Reverse<(i64, String)>;
+
+/// Index entries (plus partition reads, see `PARTITION_COST`) one `violations` call examines
+/// before it returns a page with `next`, however few matches it found: a selective filter over a
+/// long range costs several requests, never one unbounded one.
+const SCAN_BUDGET: usize = 2_000;
+/// Floor of a budget (a fleet's per-vehicle share).
+const MIN_SCAN_BUDGET: usize = 64;
+/// What reading a partition costs in budget units, so that a range of empty days is bounded too.
+const PARTITION_COST: usize = 4;
+/// Fleets up to this size are read per vehicle (their VIN index) and merged; larger ones scan the
+/// day index with the VIN filter applied to the index rows.
+const MAX_MERGED_VINS: usize = 64;
+/// Vehicles of a fleet scanned at once (each scan reads bodies with `max_concurrency`).
+const FLEET_CONCURRENCY: usize = 4;
+/// The smallest id: a cursor at (t, ZERO_ID) continues with everything that started before t.
+const ZERO_ID: &str = "00000000000000000000000000000000";
+
+/// How long a reader waits for an alert sequence number that was allocated but is not written
+/// yet before it treats it as a hole left by a failed commit (see `alerts_after_inner`). Must
+/// exceed the time between allocating and writing (a commit's alert writes, including driver
+/// retries: a few request timeouts) plus the clock skew between nodes.
+pub const ALERT_GRACE_MS: i64 = 30_000;
+/// Attempts of a contended counter allocation before the commit fails (and is retried whole).
+const MAX_SEQUENCE_ATTEMPTS: u32 = 50;
+const ALERT_SEQUENCE: &str = "alerts";
+const AUDIT_SEQUENCE: &str = "audit";
+/// The single partition of `api_tokens_by_id`.
+const TOKEN_SHARD: i32 = 0;
+
+/// Index access path of a listing.
+#[derive(Clone, Copy)]
+enum Access<'a> {
+    /// `violations_by_day`: every shard of each day, merged.
+    Time,
+    /// `violations_by_vin_month`.
+    Vin(&'a Vin),
+    /// `violations_by_city_day`.
+    City(&'a str),
+}
+
+/// A time slice of an access path: its partitions cover it completely.
+#[derive(Clone, Copy)]
+enum Group {
+    Day(i32),
+    Month(i32),
+}
+
+/// One index partition.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    DayShard(i32, i32),
+    VinMonth(&'a Vin, i32),
+    CityDay(&'a str, i32),
+}
+
+/// The outcome of a lightweight transaction: applied, and the current row when it was not.
+struct LwtResult {
+    applied: bool,
+    columns: HashMap<String, CqlValue>,
+}
+
+impl LwtResult {
+    fn bigint(&self, column: &str) -> Option<i64> {
+        match self.columns.get(column) {
+            Some(CqlValue::BigInt(v)) => Some(*v),
+            _ => None,
+        }
+    }
+}
 
 /// A commit reduced to what must be written: duplicates within the batch collapsed the way the
 /// embedded store would apply them in sequence (last write of a key wins; an `InsertIfAbsent`
@@ -316,6 +412,224 @@ impl ScyllaStore {
         Ok(rows.take(max).try_collect().await?)
     }
 
+    /// Runs a lightweight transaction and reads `[applied]` and the current row's columns.
+    async fn lwt(
+        &self,
+        stmt: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<LwtResult, ScyllaError> {
+        let result = self.inner.session.execute_unpaged(stmt, values).await?.into_rows_result()?;
+        let specs: Vec<String> = result.column_specs().iter().map(|c| c.name().to_string()).collect();
+        let row: Row = result.first_row().map_err(|e| ScyllaError::Lwt(e.to_string()))?;
+        let columns: HashMap<String, CqlValue> =
+            specs.into_iter().zip(row.columns).filter_map(|(name, value)| value.map(|v| (name, v))).collect();
+        let applied = match columns.get("[applied]") {
+            Some(CqlValue::Boolean(b)) => *b,
+            other => return Err(ScyllaError::Lwt(format!("[applied] = {other:?}"))),
+        };
+        Ok(LwtResult { applied, columns })
+    }
+
+    /// The next unallocated number of a counter (1 when it was never used).
+    async fn sequence_next(&self, name: &str) -> Result<u64, ScyllaError> {
+        let row: Option<(Option<i64>,)> = self.read_one(&self.st().select_sequence, (name,)).await?;
+        Ok(row.and_then(|r| r.0).map_or(1, |n| n.max(1) as u64))
+    }
+
+    /// Allocates `n` consecutive numbers of counter `name` (starting at 1) with a compare-and-set
+    /// on its single row; returns the first. Contention (another node allocating at the same
+    /// time) is retried from the value the failed CAS returned, with a short randomised backoff.
+    /// A CAS whose outcome is unknown (timeout) is an error: the commit is retried whole, and the
+    /// block it may have taken becomes a hole that readers skip (see `alerts_after_inner`).
+    async fn allocate(&self, name: &str, n: usize) -> Result<u64, ScyllaError> {
+        let st = self.st();
+        let n = i64::try_from(n.max(1)).unwrap_or(i64::MAX);
+        let row: Option<(Option<i64>,)> = self.read_one(&st.select_sequence, (name,)).await?;
+        let mut current = row.and_then(|r| r.0);
+        for attempt in 0..MAX_SEQUENCE_ATTEMPTS {
+            let result = match current {
+                None => {
+                    let r = self.lwt(&st.insert_sequence_if_absent, (name, 1 + n)).await?;
+                    if r.applied {
+                        return Ok(1);
+                    }
+                    r
+                }
+                Some(cur) => {
+                    let r = self.lwt(&st.advance_sequence, (cur.saturating_add(n), name, cur)).await?;
+                    if r.applied {
+                        return Ok(cur.max(1) as u64);
+                    }
+                    r
+                }
+            };
+            current = result.bigint("next_seq");
+            let jitter = u64::from(now_ms().rem_euclid(7) as u32);
+            tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 2 + jitter)).await;
+        }
+        Err(ScyllaError::Lwt(format!(
+            "counter {name}: still contended after {MAX_SEQUENCE_ATTEMPTS} compare-and-set attempts"
+        )))
+    }
+
+    /// Raises the alerts of a commit's written violations: each live one that never alerted gets
+    /// the next sequence number. One block is allocated for the commit; each violation then
+    /// claims its number in `alerted_violations` (LWT, first claim wins) and the number's row in
+    /// `alerts` is written: the violation's id, or a void when the claim lost (an earlier attempt
+    /// of this commit alerted it already; its row is re-asserted). Returns the alerts raised, in
+    /// increasing order.
+    async fn raise_alerts(&self, written: &[Violation]) -> Result<Vec<Alert>, ScyllaError> {
+        let st = self.st();
+        let concurrency = self.inner.concurrency;
+        let live: Vec<&Violation> = written.iter().filter(|v| !v.late).collect();
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Owned items: borrowed stream items trip the `Send` check of the async-trait future.
+        let claimed = futures::stream::iter(live.iter().map(|v| v.id.clone()).collect::<Vec<_>>())
+            .map(|id| async move {
+                let row: Option<(Option<i64>,)> = self.read_one(&st.select_alerted, (id.as_str(),)).await?;
+                Ok::<_, ScyllaError>(row.and_then(|r| r.0))
+            })
+            .buffered(concurrency)
+            .try_collect::<Vec<Option<i64>>>()
+            .await?;
+        let mut fresh: Vec<&Violation> = Vec::new();
+        let mut reassert: Vec<(i64, String)> = Vec::new();
+        for (v, seq) in live.iter().zip(claimed) {
+            match seq {
+                // Alerted before. Re-asserting its row (idempotent) repairs a commit that failed
+                // between the claim and the alert row.
+                Some(seq) => reassert.push((seq, v.id.as_str().to_string())),
+                None => fresh.push(*v),
+            }
+        }
+        futures::stream::iter(reassert)
+            .map(|(seq, id)| async move {
+                self.exec(&st.reassert_alert, (seq_bucket(seq as u64, ALERT_BUCKET), seq, id)).await
+            })
+            .buffer_unordered(concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if fresh.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = self.allocate(ALERT_SEQUENCE, fresh.len()).await?;
+        let allocated_ms = now_ms();
+        let fresh: Vec<Violation> = fresh.into_iter().cloned().collect();
+        let raised = futures::stream::iter(fresh.into_iter().enumerate())
+            .map(|(i, v)| async move {
+                let seq = first + i as u64;
+                let (bucket, seq_i) = (seq_bucket(seq, ALERT_BUCKET), seq as i64);
+                let claim = self.lwt(&st.claim_alert, (v.id.as_str(), seq_i)).await?;
+                if claim.applied {
+                    self.exec(&st.insert_alert, (bucket, seq_i, v.id.as_str(), allocated_ms)).await?;
+                    return Ok::<_, ScyllaError>(Some(Alert { seq, violation: v }));
+                }
+                self.exec(&st.insert_alert, (bucket, seq_i, "", allocated_ms)).await?;
+                if let Some(theirs) = claim.bigint("seq") {
+                    let values = (seq_bucket(theirs as u64, ALERT_BUCKET), theirs, v.id.as_str());
+                    self.exec(&st.reassert_alert, values).await?;
+                }
+                Ok(None)
+            })
+            .buffered(concurrency)
+            .try_collect::<Vec<Option<Alert>>>()
+            .await?;
+        Ok(raised.into_iter().flatten().collect())
+    }
+
+    /// Alerts after `after`, oldest first. Sequence numbers are allocated before their rows are
+    /// written, and commits on different nodes write concurrently, so a reader can find `n + 1`
+    /// while `n` is still in flight. It then stops before `n` (and returns it on a later call),
+    /// unless row `n + 1` was allocated more than `ALERT_GRACE_MS` ago: `n` was allocated no later
+    /// than `n + 1`, so it is a hole left by a commit that failed, and is skipped.
+    async fn alerts_after_inner(&self, after: u64, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        let st = self.st();
+        let mut found: Vec<(u64, String)> = Vec::new();
+        if limit == 0 || after >= i64::MAX as u64 {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let mut expected = after + 1;
+        'scan: while found.len() < limit {
+            let want = limit - found.len() + 16;
+            let read = |bucket: i64, after: u64| {
+                let values = (bucket, after as i64, statements::limit_i32(want));
+                self.read_rows::<(i64, Option<String>, Option<i64>)>(&st.select_alerts, values, want)
+            };
+            let bucket = seq_bucket(expected, ALERT_BUCKET);
+            let mut rows = read(bucket, expected - 1).await?;
+            if rows.is_empty() {
+                // The rest of this bucket is empty; the next may go on after a hole at its end.
+                rows = read(bucket + 1, expected - 1).await?;
+                if rows.is_empty() {
+                    break;
+                }
+            }
+            let stop;
+            (expected, stop) = walk_alerts(expected, rows, now, limit, &mut found);
+            if stop {
+                break 'scan;
+            }
+        }
+        let alerts = futures::stream::iter(found)
+            .map(|(seq, id)| async move {
+                let row: Option<(Option<String>,)> =
+                    self.read_one(&st.select_violation, (id.as_str(),)).await?;
+                let v = row
+                    .and_then(|r| r.0)
+                    .map(|b| from_json::<Violation>("violation", b.as_bytes()))
+                    .transpose()?;
+                if v.is_none() {
+                    tracing::warn!(seq, id = %id, "alert without a violation; skipped");
+                }
+                Ok::<_, StoreError>(v.map(|violation| Alert { seq, violation }))
+            })
+            .buffered(self.inner.concurrency)
+            .try_collect::<Vec<Option<Alert>>>()
+            .await?;
+        Ok(alerts.into_iter().flatten().collect())
+    }
+
+    /// Allocates the entry's `seq` and returns the entry with it and the write of its row.
+    async fn audit_row(
+        &self,
+        mut entry: AuditEntry,
+    ) -> Result<(AuditEntry, (i64, i64, String)), ScyllaError> {
+        entry.seq = self.allocate(AUDIT_SEQUENCE, 1).await?;
+        let body = String::from_utf8_lossy(&to_json(&entry)).into_owned();
+        let row = (seq_bucket(entry.seq, AUDIT_BUCKET), entry.seq as i64, body);
+        Ok((entry, row))
+    }
+
+    async fn audit_log_inner(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = Vec::new();
+        let start = match before {
+            Some(b) => b.min(i64::MAX as u64),
+            None => self.sequence_next(AUDIT_SEQUENCE).await?,
+        };
+        if limit == 0 || start <= 1 {
+            return Ok(out);
+        }
+        let mut bucket = seq_bucket(start - 1, AUDIT_BUCKET);
+        while out.len() < limit && bucket >= 0 {
+            let want = limit - out.len();
+            let values = (bucket, start as i64, statements::limit_i32(want));
+            let rows: Vec<(i64, String)> =
+                self.read_rows(&self.st().select_audit_entries, values, want).await?;
+            for (_, body) in rows {
+                out.push(from_json("audit entry", body.as_bytes())?);
+            }
+            bucket -= 1;
+        }
+        Ok(out)
+    }
+
     async fn write_records(&self, rows: Vec<statements::RecordRow>) -> Result<(), ScyllaError> {
         if let [row] = rows.as_slice() {
             return self.exec(&self.st().insert_record, row).await;
@@ -379,29 +693,16 @@ impl ScyllaStore {
                 Ok(Some(v))
             }
             ViolationWrite::InsertIfAbsent(v) => {
-                let result = self
-                    .inner
-                    .session
-                    .execute_unpaged(&self.st().insert_violation_if_absent, statements::violation_row(&v))
-                    .await?
-                    .into_rows_result()?;
-                let specs: Vec<String> = result.column_specs().iter().map(|c| c.name().to_string()).collect();
-                let row: Row = result.first_row().map_err(|e| ScyllaError::Lwt(e.to_string()))?;
-                let col = |name: &str| {
-                    specs.iter().position(|n| n == name).and_then(|i| row.columns.get(i)).cloned().flatten()
-                };
-                let applied = match col("[applied]") {
-                    Some(CqlValue::Boolean(b)) => b,
-                    other => return Err(ScyllaError::Lwt(format!("[applied] = {other:?}"))),
-                };
-                if applied {
+                let result =
+                    self.lwt(&self.st().insert_violation_if_absent, statements::violation_row(&v)).await?;
+                if result.applied {
                     self.write_index_rows(&v, enterprise(&v).as_deref()).await?;
                     return Ok(Some(v));
                 }
                 // Not applied: the row exists, maybe from this very write on an earlier attempt
                 // that failed before its index rows were written. Re-assert the index rows of
                 // what is stored (idempotent), so that no violation is ever missing from listings.
-                if let Some(CqlValue::Text(body)) = col("body") {
+                if let Some(CqlValue::Text(body)) = result.columns.get("body") {
                     match from_json::<Violation>("violation", body.as_bytes()) {
                         Ok(existing) => {
                             self.write_index_rows(&existing, enterprise(&existing).as_deref()).await?
@@ -444,15 +745,22 @@ impl ScyllaStore {
                 .try_collect::<HashMap<Vin, Option<String>>>()
                 .await?;
             let found = &found;
-            futures::stream::iter(plan.violations)
+            let written: Vec<Violation> = futures::stream::iter(plan.violations)
                 .map(|w| self.write_violation(w, found))
                 .buffered(concurrency)
                 .try_collect::<Vec<Option<Violation>>>()
-                .await
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            // After the violation rows: an alert never points at a missing violation.
+            let alerts = self.raise_alerts(&written).await?;
+            Ok::<_, ScyllaError>((written, alerts))
         };
-        let (written, violations) = futures::join!(records_and_states, violations);
-        written?;
-        Ok(CommitOutcome { written_violations: violations?.into_iter().flatten().collect() })
+        let (records, violations) = futures::join!(records_and_states, violations);
+        records?;
+        let (written_violations, alerts) = violations?;
+        Ok(CommitOutcome { written_violations, alerts })
     }
 
     async fn records_inner(
@@ -503,29 +811,27 @@ impl ScyllaStore {
         self.read_rows(stmt, values, n).await
     }
 
-    /// One newest-first page of a violation index partition.
+    /// One newest-first page of a violation index partition: entries strictly before `before`,
+    /// starting at or after `from_ms`.
     async fn index_page(
         &self,
-        by_vin: Option<(&Vin, i32)>,
-        day_shard: (i32, i32),
+        part: Part<'_>,
         before: (i64, String),
         from_ms: i64,
         n: usize,
     ) -> Result<Vec<(NewestFirst, IndexEntry)>, ScyllaError> {
-        let rows: Vec<(i64, String, String, String)> = match by_vin {
-            Some((vin, month)) => {
-                let v = statements::index_page_values((vin.as_str().to_string(), month), before, from_ms, n);
-                self.read_rows(
-                    &self.st().select_violations_by_vin_month,
-                    (v.0 .0, v.0 .1, v.1, v.2, v.3, v.4),
-                    n,
-                )
-                .await?
+        let st = self.st();
+        let (t, id, lim) = (before.0, before.1, statements::limit_i32(n));
+        let rows: Vec<(i64, String, String, String)> = match part {
+            Part::DayShard(day, shard) => {
+                self.read_rows(&st.select_violations_by_day, (day, shard, t, id, from_ms, lim), n).await?
             }
-            None => {
-                let v = statements::index_page_values(day_shard, before, from_ms, n);
-                self.read_rows(&self.st().select_violations_by_day, (v.0 .0, v.0 .1, v.1, v.2, v.3, v.4), n)
-                    .await?
+            Part::VinMonth(vin, month) => {
+                let values = (vin.as_str(), month, t, id, from_ms, lim);
+                self.read_rows(&st.select_violations_by_vin_month, values, n).await?
+            }
+            Part::CityDay(city, day) => {
+                self.read_rows(&st.select_violations_by_city_day, (city, day, t, id, from_ms, lim), n).await?
             }
         };
         Ok(rows
@@ -536,14 +842,156 @@ impl ScyllaStore {
             .collect())
     }
 
+    /// The violation an index entry points at, when it passes every filter of the query
+    /// (the index row may be stale: a later snapshot moved the episode to another city).
+    async fn matching_body(
+        &self,
+        e: &IndexEntry,
+        query: &ViolationQuery,
+    ) -> Result<Option<Violation>, StoreError> {
+        let row: Option<(Option<String>,)> =
+            self.read_one(&self.st().select_violation, (e.id.as_str(),)).await?;
+        let Some(body) = row.and_then(|r| r.0) else {
+            tracing::warn!(id = %e.id, "violation index row without a violation; skipped");
+            return Ok(None);
+        };
+        let v: Violation = from_json("violation", body.as_bytes())?;
+        if !query.matches(&v) {
+            return Ok(None);
+        }
+        if query.review.is_some() {
+            let review = self.review_of(&v.id).await?;
+            if !query.matches_review(review.as_ref()) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(v))
+    }
+
+    async fn review_of(&self, id: &ViolationId) -> Result<Option<ViolationReview>, StoreError> {
+        let row: Option<(Option<String>,)> = self.read_one(&self.st().select_review, (id.as_str(),)).await?;
+        row.and_then(|r| r.0).map(|b| from_json("violation review", b.as_bytes())).transpose()
+    }
+
+    /// Scans one index access path newest first, strictly below `upper` and not below `lower`,
+    /// fetching and filtering bodies as it goes. Stops at `limit` matches (`next` = the last one)
+    /// or when `budget` is spent (`next` = how far it got, so the page may be short or empty).
+    async fn scan(
+        &self,
+        access: Access<'_>,
+        query: &ViolationQuery,
+        upper: (i64, String),
+        lower: i64,
+        limit: usize,
+        budget: usize,
+    ) -> Result<ViolationPage, StoreError> {
+        let mut page = ViolationPage::default();
+        if limit == 0 || !(lower < upper.0 || (lower == upper.0 && !upper.1.is_empty())) {
+            return Ok(page);
+        }
+        // The newest instant the range can hold (an empty id makes the bound exclusive of its time).
+        let top = if upper.1.is_empty() { upper.0 - 1 } else { upper.0 };
+        let groups: Vec<Group> = match access {
+            Access::Vin(_) => {
+                let (first, mut month) = (month_bucket(lower), month_bucket(top));
+                let mut g = Vec::new();
+                while month >= first {
+                    g.push(Group::Month(month));
+                    month = prev_month(month);
+                }
+                g
+            }
+            Access::Time | Access::City(_) => {
+                (day_bucket(lower)..=day_bucket(top)).rev().map(Group::Day).collect()
+            }
+        };
+        let keep = |e: &IndexEntry| {
+            e.started_ms >= lower
+                && query.vin.is_none_or(|v| v.as_str() == e.vin)
+                && query.vins.as_ref().is_none_or(|s| Vin::parse(&e.vin).is_ok_and(|v| s.contains(&v)))
+                && query.matches_rule(&e.rule)
+        };
+        let chunk = (limit + limit / 2).clamp(50, 1000);
+        let budget = budget.max(MIN_SCAN_BUDGET);
+        let mut pos = upper;
+        let mut spent = 0usize;
+        let cursor = |p: &(i64, String)| ViolationCursor { started_ms: p.0, id: ViolationId(p.1.clone()) };
+        for group in groups {
+            if spent >= budget {
+                page.next = Some(cursor(&pos));
+                return Ok(page);
+            }
+            let (sources, group_start) = match group {
+                Group::Day(day) => {
+                    (if matches!(access, Access::Time) { DAY_SHARDS as usize } else { 1 }, day_start_ms(day))
+                }
+                Group::Month(month) => (1, month_start_ms(month)),
+            };
+            let bucket = match group {
+                Group::Day(day) => day,
+                Group::Month(month) => month,
+            };
+            let part = |source: usize| match access {
+                Access::Vin(vin) => Part::VinMonth(vin, bucket),
+                Access::City(city) => Part::CityDay(city, bucket),
+                Access::Time => Part::DayShard(bucket, source as i32),
+            };
+            loop {
+                let want = chunk.min(budget.saturating_sub(spent)).max(1);
+                let start = pos.clone();
+                let fetch = |source: usize, after: Option<NewestFirst>, n: usize| {
+                    let before = after.map(|r| r.0).unwrap_or_else(|| start.clone());
+                    self.index_page(part(source), before, lower, n)
+                };
+                let entries =
+                    merge::merge_sorted(sources, Some(Reverse(pos.clone())), want, want, fetch, |_| true)
+                        .await?;
+                spent += entries.len() + PARTITION_COST * sources;
+                let exhausted = entries.len() < want;
+                let entries: Vec<IndexEntry> = entries.into_iter().map(|(_, e)| e).collect();
+                let bodies = futures::stream::iter(entries.clone())
+                    .map(|e| async move {
+                        if keep(&e) {
+                            self.matching_body(&e, query).await
+                        } else {
+                            Ok(None)
+                        }
+                    })
+                    .buffered(self.inner.concurrency)
+                    .try_collect::<Vec<Option<Violation>>>()
+                    .await?;
+                for (e, v) in entries.iter().zip(bodies) {
+                    pos = (e.started_ms, e.id.clone());
+                    if let Some(v) = v {
+                        page.violations.push(v);
+                        if page.violations.len() >= limit {
+                            page.next = Some(cursor(&pos));
+                            return Ok(page);
+                        }
+                    }
+                }
+                if exhausted {
+                    break;
+                }
+                if spent >= budget {
+                    page.next = Some(cursor(&pos));
+                    return Ok(page);
+                }
+            }
+            // The whole partition is done: continue strictly before its first instant.
+            pos = pos.min((group_start, ZERO_ID.to_string()));
+        }
+        Ok(page)
+    }
+
     async fn violations_inner(
         &self,
         query: &ViolationQuery,
         cursor: Option<ViolationCursor>,
         limit: usize,
-    ) -> Result<Vec<Violation>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
+    ) -> Result<ViolationPage, StoreError> {
+        if limit == 0 || query.vins.as_ref().is_some_and(|s| s.is_empty()) {
+            return Ok(ViolationPage::default());
         }
         let now = now_ms();
         // Exclusive upper bound in newest-first order: the cursor or `to`, whichever is lower;
@@ -560,81 +1008,102 @@ impl ScyllaStore {
             .from_ms
             .unwrap_or_else(|| now.saturating_sub(i64::from(self.inner.lookback_days) * DAY_MS))
             .max(MIN_VALID_MS);
-        let mut entries: Vec<IndexEntry> = Vec::new();
-        if lower < upper.0 || (lower == upper.0 && !upper.1.is_empty()) {
-            let keep = |e: &IndexEntry| {
-                query.vin.is_none_or(|v| v.as_str() == e.vin)
-                    && query.matches_rule(&e.rule)
-                    && e.started_ms >= lower
-            };
-            let chunk = limit.clamp(50, 1000);
-            match query.vin {
-                Some(vin) => {
-                    let (first, last) = (month_bucket(lower), month_bucket(upper.0));
-                    let mut month = last;
-                    while month >= first && entries.len() < limit {
-                        let fetch = |_: usize, after: Option<NewestFirst>, n: usize| {
-                            let before = after.map(|r| r.0).unwrap_or_else(|| upper.clone());
-                            self.index_page(Some((&vin, month)), (0, 0), before, lower, n)
-                        };
-                        let page = merge::merge_sorted(
-                            1,
-                            Some(Reverse(upper.clone())),
-                            chunk,
-                            limit - entries.len(),
-                            fetch,
-                            keep,
-                        )
-                        .await?;
-                        entries.extend(page.into_iter().map(|(_, e)| e));
-                        month = prev_month(month);
-                    }
-                }
-                None => {
-                    let (first, last) = (day_bucket(lower), day_bucket(upper.0));
-                    let mut day = last;
-                    while day >= first && entries.len() < limit {
-                        let fetch = |shard: usize, after: Option<NewestFirst>, n: usize| {
-                            let before = after.map(|r| r.0).unwrap_or_else(|| upper.clone());
-                            self.index_page(None, (day, shard as i32), before, lower, n)
-                        };
-                        let page = merge::merge_sorted(
-                            DAY_SHARDS as usize,
-                            Some(Reverse(upper.clone())),
-                            chunk,
-                            limit - entries.len(),
-                            fetch,
-                            keep,
-                        )
-                        .await?;
-                        entries.extend(page.into_iter().map(|(_, e)| e));
-                        day -= 1;
-                    }
-                }
-            }
+        // The most selective index the query allows; the other filters are checked while scanning.
+        if let Some(vin) = &query.vin {
+            return self.scan(Access::Vin(vin), query, upper, lower, limit, SCAN_BUDGET).await;
         }
-        let bodies = futures::stream::iter(entries)
-            .map(|e| async move {
-                let row: Option<(Option<String>,)> =
-                    self.read_one(&self.st().select_violation, (e.id.as_str(),)).await?;
-                Ok::<_, ScyllaError>((e, row.and_then(|r| r.0)))
-            })
-            .buffered(self.inner.concurrency)
-            .try_collect::<Vec<_>>()
-            .await?;
-        let mut out = Vec::with_capacity(bodies.len());
-        for (e, body) in bodies {
-            let Some(body) = body else {
-                tracing::warn!(id = %e.id, "violation index row without a violation; skipped");
-                continue;
-            };
-            let v: Violation = from_json("violation", body.as_bytes())?;
-            if query.matches(&v) {
-                out.push(v);
-            }
+        if let Some(fleet) = query.vins.as_ref().filter(|s| s.len() <= MAX_MERGED_VINS) {
+            return self.fleet_page(fleet, query, upper, lower, limit).await;
         }
-        Ok(out)
+        let city = query.county_code.as_deref().and_then(city_of_county).or_else(|| query.city_code.clone());
+        match city {
+            Some(city) => self.scan(Access::City(&city), query, upper, lower, limit, SCAN_BUDGET).await,
+            // A large fleet or no selective filter: the day index, VIN and rule filtered on the
+            // index rows before any body is read.
+            None => self.scan(Access::Time, query, upper, lower, limit, SCAN_BUDGET).await,
+        }
     }
+
+    /// A small fleet: each vehicle's index scanned on its own, merged. Exact: when a vehicle's scan
+    /// ran out of budget at position B, only what is at or above B is returned (the rest of the
+    /// fleet below B waits for the next page, whose cursor is B).
+    async fn fleet_page(
+        &self,
+        fleet: &BTreeSet<Vin>,
+        query: &ViolationQuery,
+        upper: (i64, String),
+        lower: i64,
+        limit: usize,
+    ) -> Result<ViolationPage, StoreError> {
+        let per_vin = (SCAN_BUDGET / fleet.len().max(1)).max(MIN_SCAN_BUDGET);
+        let pages = futures::stream::iter(fleet.iter().copied().collect::<Vec<Vin>>())
+            .map(|vin| {
+                let upper = upper.clone();
+                async move { self.scan(Access::Vin(&vin), query, upper, lower, limit, per_vin).await }
+            })
+            .buffered(FLEET_CONCURRENCY)
+            .try_collect::<Vec<ViolationPage>>()
+            .await?;
+        Ok(merge_fleet(pages, limit))
+    }
+}
+
+/// One alert row: seq, violation id (empty for a void), when its number was allocated.
+type AlertRow = (i64, Option<String>, Option<i64>);
+
+/// Walks alert rows (ascending) from `expected`, the first number not yet consumed: pushes real
+/// alerts onto `found` and returns the next expected number and whether to stop (`limit`
+/// reached, or a gap that may still be in flight: see `alerts_after_inner`).
+fn walk_alerts(
+    mut expected: u64,
+    rows: Vec<AlertRow>,
+    now: TimestampMs,
+    limit: usize,
+    found: &mut Vec<(u64, String)>,
+) -> (u64, bool) {
+    for (seq, id, allocated_ms) in rows {
+        let seq = seq.max(0) as u64;
+        if seq < expected {
+            continue;
+        }
+        if seq > expected {
+            // `None`: a re-asserted row of an old claim, allocated long ago.
+            let settled = allocated_ms.is_none_or(|a| a < now.saturating_sub(ALERT_GRACE_MS));
+            if !settled {
+                return (expected, true);
+            }
+            tracing::warn!(from = expected, to = seq - 1, "alert sequence numbers never written; skipped");
+        }
+        expected = seq + 1;
+        if let Some(id) = id.filter(|i| !i.is_empty()) {
+            found.push((seq, id));
+            if found.len() >= limit {
+                return (expected, true);
+            }
+        }
+    }
+    (expected, false)
+}
+
+/// Merges the per-vehicle pages of a fleet listing. When a vehicle's page has a `next` (limit or
+/// budget reached at position B), what lies below B is unknown for that vehicle, so nothing below
+/// the highest such B is returned and the page continues from there.
+fn merge_fleet(pages: Vec<ViolationPage>, limit: usize) -> ViolationPage {
+    let bound: Option<(i64, String)> =
+        pages.iter().filter_map(|p| p.next.as_ref().map(|c| (c.started_ms, c.id.as_str().to_string()))).max();
+    let mut merged: Vec<Violation> = pages
+        .into_iter()
+        .flat_map(|p| p.violations)
+        .filter(|v| bound.as_ref().is_none_or(|b| (v.started_ms, v.id.as_str()) >= (b.0, b.1.as_str())))
+        .collect();
+    merged.sort_by(|a, b| (b.started_ms, &b.id.0).cmp(&(a.started_ms, &a.id.0)));
+    let next = if merged.len() > limit {
+        merged.truncate(limit);
+        merged.last().map(|v| ViolationCursor { started_ms: v.started_ms, id: v.id.clone() })
+    } else {
+        bound.map(|(started_ms, id)| ViolationCursor { started_ms, id: ViolationId(id) })
+    };
+    ViolationPage { violations: merged, next }
 }
 
 #[async_trait]
@@ -771,8 +1240,81 @@ impl Store for ScyllaStore {
         query: &ViolationQuery,
         cursor: Option<ViolationCursor>,
         limit: usize,
-    ) -> Result<Vec<Violation>, StoreError> {
+    ) -> Result<ViolationPage, StoreError> {
         self.violations_inner(query, cursor, limit).await
+    }
+
+    async fn alerts_after(&self, after: u64, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        self.alerts_after_inner(after, limit).await
+    }
+
+    /// The newest allocated alert number. Its row (and those just before it) may still be in
+    /// flight; a watcher starting here misses nothing committed after it started.
+    async fn last_alert_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.sequence_next(ALERT_SEQUENCE).await?.saturating_sub(1))
+    }
+
+    /// The review row and its audit entry go in one logged batch (both or neither, eventually:
+    /// Scylla's batchlog replays a batch whose coordinator failed). Not isolated: a reader may
+    /// briefly see the audit entry before the review or the other way round.
+    async fn review_violation(
+        &self,
+        review: ViolationReview,
+        audit: AuditEntry,
+    ) -> Result<AuditEntry, StoreError> {
+        let st = self.st();
+        let id = review.violation_id.as_str();
+        let exists: Option<(Option<String>,)> = self.read_one(&st.select_violation, (id,)).await?;
+        if exists.and_then(|r| r.0).is_none() {
+            return Err(StoreError::NotFound(format!("violation {id}")));
+        }
+        let (entry, audit_row) = self.audit_row(audit).await?;
+        let mut batch = Batch::new(BatchType::Logged);
+        batch.append_statement(st.insert_review.clone());
+        batch.append_statement(st.insert_audit_entry.clone());
+        batch.set_is_idempotent(true);
+        let review_row = (id.to_string(), String::from_utf8_lossy(&to_json(&review)).into_owned());
+        self.inner.session.batch(&batch, (review_row, audit_row)).await.map_err(ScyllaError::from)?;
+        Ok(entry)
+    }
+
+    async fn violation_reviews(
+        &self,
+        ids: &[ViolationId],
+    ) -> Result<Vec<Option<ViolationReview>>, StoreError> {
+        futures::stream::iter(ids.to_vec())
+            .map(|id| async move { self.review_of(&id).await })
+            .buffered(self.inner.concurrency)
+            .try_collect()
+            .await
+    }
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+        let (entry, row) = self.audit_row(entry).await?;
+        self.exec(&self.st().insert_audit_entry, row).await?;
+        Ok(entry)
+    }
+
+    async fn audit_log(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_log_inner(before, limit).await
+    }
+
+    async fn put_token(&self, token: ApiToken) -> Result<(), StoreError> {
+        let body = String::from_utf8_lossy(&to_json(&token)).into_owned();
+        self.exec(&self.st().insert_token, (TOKEN_SHARD, token.id.as_str(), body)).await?;
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row: Option<(Option<String>,)> =
+            self.read_one(&self.st().select_token, (TOKEN_SHARD, id)).await?;
+        row.and_then(|r| r.0).map(|b| from_json("api token", b.as_bytes())).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let rows: Vec<(Option<String>,)> =
+            self.read_rows(&self.st().select_tokens, (TOKEN_SHARD,), usize::MAX).await?;
+        rows.into_iter().filter_map(|r| r.0).map(|b| from_json("api token", b.as_bytes())).collect()
     }
 
     /// Nothing to do: telemetry carries a TTL (`retention - age` at write time) and expires on its
@@ -855,6 +1397,54 @@ mod tests {
             matches!(&plan.violations[0], ViolationWrite::Upsert(v) if v.status == ViolationStatus::Closed)
         );
         assert!(matches!(&plan.violations[1], ViolationWrite::InsertIfAbsent(v) if v.vin == b));
+    }
+
+    #[test]
+    fn alert_walk_waits_for_young_gaps_and_skips_old_ones() {
+        let now = 1_780_000_000_000;
+        let (young, old) = (Some(now - 1_000), Some(now - ALERT_GRACE_MS - 1));
+        let row = |seq: i64, id: &str, at: Option<i64>| (seq, Some(id.to_string()), at);
+        // In order, with a void (a claim that lost) in between.
+        let mut found = Vec::new();
+        let rows = vec![row(5, "a", young), row(6, "", young), row(7, "b", young)];
+        assert_eq!(walk_alerts(5, rows, now, 10, &mut found), (8, false));
+        assert_eq!(found, vec![(5, "a".to_string()), (7, "b".to_string())]);
+        // 9 is missing and 10 is young: 9 may be in flight, so stop before it.
+        let mut found = Vec::new();
+        let rows = vec![row(8, "c", young), row(10, "d", young)];
+        assert_eq!(walk_alerts(8, rows, now, 10, &mut found), (9, true));
+        assert_eq!(found, vec![(8, "c".to_string())]);
+        // 10 was allocated long ago: 9 is a hole of a failed commit and is skipped.
+        let mut found = Vec::new();
+        assert_eq!(walk_alerts(9, vec![row(10, "d", old)], now, 10, &mut found), (11, false));
+        assert_eq!(found, vec![(10, "d".to_string())]);
+        // A re-asserted row without allocation time counts as old; the limit stops the walk.
+        let mut found = Vec::new();
+        let rows = vec![row(12, "e", None), row(13, "f", young)];
+        assert_eq!(walk_alerts(11, rows, now, 1, &mut found), (13, true));
+        assert_eq!(found, vec![(12, "e".to_string())]);
+    }
+
+    #[test]
+    fn fleet_merge_never_skips_what_a_vehicle_did_not_scan() {
+        let t = 1_761_926_400_000;
+        let (a, b) = (vin(1), vin(2));
+        let v = |vin: Vin, k: i64| violation(vin, t + k * 1000, ViolationStatus::Open);
+        let cursor = |x: &Violation| Some(ViolationCursor { started_ms: x.started_ms, id: x.id.clone() });
+        // A stopped (budget) at its 8; B is complete and has older ones.
+        let pa = ViolationPage { violations: vec![v(a, 9), v(a, 8)], next: cursor(&v(a, 8)) };
+        let pb = ViolationPage { violations: vec![v(b, 10), v(b, 7), v(b, 3)], next: None };
+        let page = merge_fleet(vec![pa.clone(), pb.clone()], 10);
+        let starts: Vec<i64> = page.violations.iter().map(|x| (x.started_ms - t) / 1000).collect();
+        assert_eq!(starts, [10, 9, 8], "nothing below A's position");
+        assert_eq!(page.next, cursor(&v(a, 8)));
+        // The limit cuts first: the cursor is the last returned.
+        let page = merge_fleet(vec![pa, pb.clone()], 2);
+        assert_eq!(page.violations.len(), 2);
+        assert_eq!(page.next, cursor(&v(a, 9)));
+        // Every vehicle complete: everything, and the end.
+        let page = merge_fleet(vec![pb], 10);
+        assert_eq!((page.violations.len(), page.next), (3, None));
     }
 
     #[test]

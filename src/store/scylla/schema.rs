@@ -190,6 +190,61 @@ pub const MIGRATIONS: &[Migration] = &[
     PRIMARY KEY ((kind), id)
 )"],
     },
+    Migration {
+        version: 6,
+        // Police desk and access control: alert sequence, reviews, a seq-ordered audit log and
+        // tokens by id. The v3 `audit_log` (ordered by time, not by seq) and the v4 `api_tokens`
+        // (keyed by hash, without the role) do not fit the trait and stay unused.
+        name: "sequences, alerts, alerted_violations, violation_reviews, audit_by_seq, api_tokens_by_id",
+        statements: &[
+            // Named counters advanced only by LWT (`IF next_seq = ?`): "alerts", "audit". A
+            // counter is the next unallocated number; a commit allocates a block at once.
+            "CREATE TABLE IF NOT EXISTS {ks}.sequences (
+    id text,
+    next_seq bigint,
+    PRIMARY KEY ((id))
+)",
+            // Live alerts in sequence order, ALERT_BUCKET consecutive numbers per partition.
+            // `id` is empty for a number that was allocated but not used (a void: the violation
+            // had already alerted); `allocated_ms` lets a reader tell a hole left by a failed
+            // commit (old) from a write still in flight (young).
+            "CREATE TABLE IF NOT EXISTS {ks}.alerts (
+    bucket bigint,
+    seq bigint,
+    id text,
+    allocated_ms bigint,
+    PRIMARY KEY ((bucket), seq)
+) WITH CLUSTERING ORDER BY (seq ASC)",
+            // A violation alerts once: the first claim (LWT, IF NOT EXISTS) wins.
+            "CREATE TABLE IF NOT EXISTS {ks}.alerted_violations (
+    id text,
+    seq bigint,
+    PRIMARY KEY ((id))
+)",
+            // The latest review decision, apart from the violation row that detection rewrites.
+            "CREATE TABLE IF NOT EXISTS {ks}.violation_reviews (
+    violation_id text,
+    body text,
+    PRIMARY KEY ((violation_id))
+)",
+            // Audit log by LWT-allocated seq, AUDIT_BUCKET consecutive entries per partition,
+            // newest first.
+            "CREATE TABLE IF NOT EXISTS {ks}.audit_by_seq (
+    bucket bigint,
+    seq bigint,
+    body text,
+    PRIMARY KEY ((bucket), seq)
+) WITH CLUSTERING ORDER BY (seq DESC)",
+            // API credentials by id (first 16 hex of the hash). Few rows (people and platforms):
+            // one partition (`shard` = 0), so that `tokens()` is a single-partition read.
+            "CREATE TABLE IF NOT EXISTS {ks}.api_tokens_by_id (
+    shard int,
+    id text,
+    body text,
+    PRIMARY KEY ((shard), id)
+)",
+        ],
+    },
 ];
 
 /// The bookkeeping table itself (created before any migration runs).
@@ -415,6 +470,12 @@ mod tests {
         assert_eq!(keys["api_tokens"], ["token_hash"]);
         assert_eq!(keys["violations_by_day"], ["day", "shard"]);
         assert_eq!(keys["telemetry"], ["vin", "day"]);
+        assert_eq!(keys["sequences"], ["id"]);
+        assert_eq!(keys["alerts"], ["bucket"]);
+        assert_eq!(keys["alerted_violations"], ["id"]);
+        assert_eq!(keys["violation_reviews"], ["violation_id"]);
+        assert_eq!(keys["audit_by_seq"], ["bucket"]);
+        assert_eq!(keys["api_tokens_by_id"], ["shard"]);
         assert_eq!(partition_key_of(SCHEMA_MIGRATIONS).unwrap().1, ["version"]);
     }
 }

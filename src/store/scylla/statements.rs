@@ -8,7 +8,7 @@ use super::keys::{
 };
 use super::schema::render;
 use super::ScyllaError;
-use crate::model::{Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation};
+use crate::model::{violation_city, Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation};
 use crate::store::codec::{encode_record, to_json};
 use ::scylla::client::session::Session;
 use ::scylla::statement::prepared::PreparedStatement;
@@ -18,7 +18,8 @@ pub enum Kind {
     Read,
     Write,
     /// Lightweight transaction (Paxos): about four round trips instead of one; used only where
-    /// "write unless present" is the semantics (late violations).
+    /// "write unless present" or compare-and-set is the semantics (late violations, claiming a
+    /// violation's alert, allocating alert / audit sequence numbers).
     Lwt,
 }
 
@@ -167,6 +168,50 @@ catalogue! {
     /// [API-token feature]
     select_api_token: Read "api_tokens" ["token_hash"]
         "SELECT name, scopes, created_ms, revoked FROM {ks}.api_tokens WHERE token_hash = ?";
+
+    /// Current value of a named counter (the next unallocated number).
+    select_sequence: Read "sequences" ["id"]
+        "SELECT next_seq FROM {ks}.sequences WHERE id = ?";
+    /// First allocation of a counter.
+    insert_sequence_if_absent: Lwt "sequences" ["id"]
+        "INSERT INTO {ks}.sequences (id, next_seq) VALUES (?, ?) IF NOT EXISTS";
+    /// Allocates the block [expected, new) when nobody else advanced the counter meanwhile;
+    /// otherwise returns the current value (retry from it).
+    advance_sequence: Lwt "sequences" ["id"]
+        "UPDATE {ks}.sequences SET next_seq = ? WHERE id = ? IF next_seq = ?";
+
+    /// One live alert (or a void: empty id) under its sequence number.
+    insert_alert: Write "alerts" ["bucket"]
+        "INSERT INTO {ks}.alerts (bucket, seq, id, allocated_ms) VALUES (?, ?, ?, ?)";
+    /// Re-asserts the alert row of an earlier claim (a commit retried after a failure between
+    /// claim and alert row); leaves `allocated_ms` as it was (null when the row was missing).
+    reassert_alert: Write "alerts" ["bucket"]
+        "INSERT INTO {ks}.alerts (bucket, seq, id) VALUES (?, ?, ?)";
+    select_alerts: Read "alerts" ["bucket"]
+        "SELECT seq, id, allocated_ms FROM {ks}.alerts WHERE bucket = ? AND seq > ? LIMIT ?";
+    /// A violation alerts once: the first claim wins.
+    claim_alert: Lwt "alerted_violations" ["id"]
+        "INSERT INTO {ks}.alerted_violations (id, seq) VALUES (?, ?) IF NOT EXISTS";
+    select_alerted: Read "alerted_violations" ["id"]
+        "SELECT seq FROM {ks}.alerted_violations WHERE id = ?";
+
+    insert_review: Write "violation_reviews" ["violation_id"]
+        "INSERT INTO {ks}.violation_reviews (violation_id, body) VALUES (?, ?)";
+    select_review: Read "violation_reviews" ["violation_id"]
+        "SELECT body FROM {ks}.violation_reviews WHERE violation_id = ?";
+
+    insert_audit_entry: Write "audit_by_seq" ["bucket"]
+        "INSERT INTO {ks}.audit_by_seq (bucket, seq, body) VALUES (?, ?, ?)";
+    /// Newest first strictly before a seq.
+    select_audit_entries: Read "audit_by_seq" ["bucket"]
+        "SELECT seq, body FROM {ks}.audit_by_seq WHERE bucket = ? AND seq < ? LIMIT ?";
+
+    insert_token: Write "api_tokens_by_id" ["shard"]
+        "INSERT INTO {ks}.api_tokens_by_id (shard, id, body) VALUES (?, ?, ?)";
+    select_token: Read "api_tokens_by_id" ["shard"]
+        "SELECT body FROM {ks}.api_tokens_by_id WHERE shard = ? AND id = ?";
+    select_tokens: Read "api_tokens_by_id" ["shard"]
+        "SELECT body FROM {ks}.api_tokens_by_id WHERE shard = ?";
 }
 
 /// Which statements serve each `Store` read (the queries the API and the pipeline make). The
@@ -178,8 +223,27 @@ pub const STORE_READS: &[(&str, &[&str])] = &[
     ("vehicles", &["select_vehicles_page"]),
     ("enterprise", &["select_enterprise"]),
     ("enterprises", &["select_enterprises_page"]),
+    ("documents", &["select_documents"]),
     ("violation", &["select_violation"]),
-    ("violations", &["select_violations_by_day", "select_violations_by_vin_month", "select_violation"]),
+    (
+        "violations",
+        &[
+            "select_violations_by_day",
+            "select_violations_by_vin_month",
+            "select_violations_by_city_day",
+            "select_violation",
+            "select_review",
+        ],
+    ),
+    ("alerts_after", &["select_alerts", "select_sequence", "select_violation"]),
+    ("last_alert_seq", &["select_sequence"]),
+    ("commit (alert once)", &["select_alerted", "select_sequence"]),
+    ("review_violation", &["select_violation", "select_sequence"]),
+    ("violation_reviews", &["select_review"]),
+    ("append_audit", &["select_sequence"]),
+    ("audit_log", &["select_sequence", "select_audit_entries"]),
+    ("token", &["select_token"]),
+    ("tokens", &["select_tokens"]),
     ("upsert_vehicle (index maintenance)", &["select_vehicle"]),
     ("commit (enterprise of a violation)", &["select_vehicle"]),
 ];
@@ -314,9 +378,10 @@ pub fn violation_index_rows(v: &Violation, enterprise_id: Option<&str>) -> Vec<I
             rule: rule.clone(),
         },
     ];
-    if let Some(city) = v.city_code.as_deref().filter(|c| !c.is_empty()) {
+    // The city as the filter sees it (a county-only violation counts for the county's city).
+    if let Some(city) = violation_city(v) {
         rows.push(IndexRow::ByCityDay {
-            city_code: city.to_string(),
+            city_code: city,
             day,
             started_ms: v.started_ms,
             id: id.clone(),
@@ -395,6 +460,17 @@ mod tests {
                 }
                 assert_eq!(cols.len(), cql.matches('?').count() - usize::from(cql.contains("USING TTL ?")));
                 assert_eq!(s.kind == Kind::Lwt, upper.contains(" IF NOT EXISTS"), "{}", s.name);
+            } else if upper.starts_with("UPDATE") {
+                // Only conditional (LWT) updates of one row: the partition key is bound with `=`
+                // and never assigned.
+                assert_eq!(s.kind, Kind::Lwt, "{}: plain updates are written as inserts", s.name);
+                assert!(upper.contains(" IF "), "{}: an LWT update needs a condition", s.name);
+                let set = cql.split(" SET ").nth(1).and_then(|c| c.split(" WHERE ").next()).unwrap();
+                let conds = conditions(&cql);
+                for pk in s.partition_key {
+                    assert!(conds.iter().any(|c| *c == format!("{pk} = ?")), "{}: {pk} not bound", s.name);
+                    assert!(!set.contains(&format!("{pk} =")), "{}: assigns key column {pk}", s.name);
+                }
             } else {
                 assert!(upper.starts_with("SELECT") || upper.starts_with("DELETE"), "{}", s.name);
                 let conds = conditions(&cql);
@@ -428,9 +504,10 @@ mod tests {
         let planned = [
             "select_vehicles_by_plate",
             "select_vehicles_by_enterprise",
-            "select_violations_by_city_day",
             "select_violations_by_enterprise_day",
             "select_gate_passages",
+            // Superseded by audit_by_seq / api_tokens_by_id (migration 6); kept for the tables
+            // that shipped.
             "select_audit",
             "select_api_token",
         ];
@@ -479,6 +556,11 @@ mod tests {
         closed.ended_ms = Some(t + 60_000);
         assert_eq!(violation_index_rows(&closed, Some("ENT-1")), rows);
         assert_eq!(violation_index_rows(&violation(t, Some("")), Some("")).len(), 2);
+        let mut county_only = violation(t, None);
+        county_only.county_code = Some("330106".into());
+        assert!(violation_index_rows(&county_only, None)
+            .iter()
+            .any(|r| matches!(r, IndexRow::ByCityDay { city_code, .. } if city_code == "330100")));
 
         let row = violation_row(&v);
         assert_eq!(row.0, v.id.as_str());
