@@ -149,7 +149,7 @@ impl roadside_server::Roadside for RoadsideService {
                 summary: u.summary,
             })
             .collect();
-        records.sort_by(|a, b| b.time_ms.cmp(&a.time_ms));
+        records.sort_by_key(|r| std::cmp::Reverse(r.time_ms));
         Ok(Response::new(proto::ListUnmatchedRoadsideResponse { records }))
     }
 }
