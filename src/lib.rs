@@ -1,6 +1,7 @@
 //! smogwatch: remote emissions telematics for heavy diesel vehicles and non-road machinery.
 //!
 //! See ARCHITECTURE.md for the map of the code and the data flow.
+pub mod clean;
 pub mod config;
 pub mod detect;
 pub mod gateway;
