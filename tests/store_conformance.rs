@@ -478,8 +478,8 @@ pub mod cases {
     }
 
     /// Non-road reports: everything overlapping the period, including one that started 300 days
-    /// earlier (in the
-    /// previous year's partition when yesterday was early in the year); resubmission replaces.
+    /// earlier (in the previous year's partition when yesterday was early in the year);
+    /// resubmission replaces.
     pub async fn non_road_volumes_overlap(h: Harness) {
         let s = &*h.store;
         let mid = yesterday_midnight();
