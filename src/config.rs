@@ -1,5 +1,6 @@
 //! Service configuration: defaults, then a TOML file, then `SMOGWATCH_*` environment variables
 //! (nested keys with `__`, e.g. `SMOGWATCH_PIPELINE__WORKERS=4`).
+use crate::auth::AuthConfig;
 use crate::detect::RulesConfig;
 use crate::gateway::GatewayConfig;
 use crate::pipeline::PipelineConfig;
@@ -24,11 +25,27 @@ pub struct Config {
     pub max_in_flight_batches: usize,
     /// Seconds to let clients finish at shutdown before their streams are cut.
     pub shutdown_grace_s: u64,
+    /// How often a live-alert watcher re-reads the alert sequence from the store, in case an
+    /// alert was committed by another node or missed by the in-process broadcast.
+    pub watch_poll_ms: u64,
     pub pipeline: PipelineConfig,
     pub rules: RulesConfig,
     /// HJ 1239 / GB 17691 terminal gateway (TCP).
     pub hj1239: GatewayConfig,
+    pub zones: ZonesConfig,
     pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
+}
+
+/// TLS for both listeners (gRPC and HTTP); off unless both paths are set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_path: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -40,10 +57,14 @@ impl Default for Config {
             retention_days: 180,
             max_in_flight_batches: 32,
             shutdown_grace_s: 10,
+            watch_poll_ms: 2000,
             pipeline: PipelineConfig::default(),
             rules: RulesConfig::default(),
             hj1239: GatewayConfig::default(),
+            zones: ZonesConfig::default(),
             store: StoreConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -189,6 +210,16 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
         }
         OneOrMany::Many(v) => v,
     })
+}
+
+/// Zone files imported (and persisted) at every start, in addition to zones imported through
+/// the API. Same-id zones are replaced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ZonesConfig {
+    pub files: Vec<PathBuf>,
+    /// The files' coordinates are GCJ-02 (AMap / Tencent); converted to WGS-84.
+    pub gcj02: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

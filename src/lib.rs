@@ -1,6 +1,7 @@
 //! smogwatch: remote emissions telematics for heavy diesel vehicles and non-road machinery.
 //!
 //! See ARCHITECTURE.md for the map of the code and the data flow.
+pub mod auth;
 pub mod clean;
 pub mod config;
 pub mod detect;
@@ -10,10 +11,13 @@ pub mod grpc;
 pub mod http;
 pub mod model;
 pub mod pipeline;
+pub mod query;
 pub mod registry;
 pub mod sample;
 pub mod server;
 pub mod store;
+pub mod tls;
+pub mod zones;
 
 pub mod proto {
     //! Code generated from `proto/smogwatch/v1/smogwatch.proto`.

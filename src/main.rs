@@ -26,6 +26,43 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Manage API tokens. Works on the store directly, so run it while the server is stopped
+    /// (the embedded store admits one process at a time).
+    Token {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once on stdout (only its hash is stored).
+    Create {
+        /// admin, police, enterprise or terminal.
+        #[arg(long)]
+        role: String,
+        /// Police jurisdiction: a city code (GB/T 2260), e.g. 330100.
+        #[arg(long)]
+        city: Option<String>,
+        /// Police jurisdiction: a county or district code, e.g. 330106.
+        #[arg(long)]
+        county: Option<String>,
+        /// Enterprise id (Vehicle.owner_enterprise_id) for an enterprise token.
+        #[arg(long)]
+        enterprise: Option<String>,
+        /// VIN a terminal token may send telemetry for (repeat for several).
+        #[arg(long = "vin")]
+        vins: Vec<String>,
+        /// Who holds it, for listings and the audit log.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List tokens (ids, roles, scopes; never secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
 }
 
 #[tokio::main]
@@ -50,6 +87,68 @@ async fn main() -> anyhow::Result<()> {
         Command::Config { config } => {
             let cfg = smogwatch::config::Config::load(config.as_deref())?;
             println!("{}", toml::to_string_pretty(&cfg)?);
+        }
+        Command::Token { config, command } => {
+            let cfg = smogwatch::config::Config::load(config.as_deref())?;
+            token_command(&cfg, command).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The audit log names command-line actions after the operating-system user.
+fn cli_actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli ({user})")
+}
+
+async fn token_command(cfg: &smogwatch::config::Config, command: TokenCommand) -> anyhow::Result<()> {
+    use smogwatch::auth;
+    use smogwatch::store::embedded::EmbeddedStore;
+    let store = EmbeddedStore::open(&cfg.data_dir).with_context(|| {
+        format!("opening the store in {} (stop the server first: it holds the store)", cfg.data_dir.display())
+    })?;
+    match command {
+        TokenCommand::Create { role, city, county, enterprise, vins, label } => {
+            let role = auth::role_from_parts(
+                &role,
+                city.as_deref(),
+                county.as_deref(),
+                enterprise.as_deref(),
+                &vins,
+            )?;
+            let (token, secret) = auth::create_token(&store, role, label, &cli_actor()).await?;
+            eprintln!(
+                "created token {} ({}, {}); it is shown once:",
+                token.id,
+                token.role.name(),
+                token.role.scope()
+            );
+            println!("{secret}");
+        }
+        TokenCommand::List => {
+            use smogwatch::store::Store;
+            let mut tokens = store.tokens().await?;
+            tokens.sort_by_key(|t| t.created_ms);
+            println!(
+                "{:<16}  {:<10}  {:<28}  {:<25}  {:<25}  label",
+                "id", "role", "scope", "created", "revoked"
+            );
+            for t in tokens {
+                println!(
+                    "{:<16}  {:<10}  {:<28}  {:<25}  {:<25}  {}",
+                    t.id,
+                    t.role.name(),
+                    t.role.scope(),
+                    smogwatch::model::format_ms(t.created_ms),
+                    t.revoked_ms.map(smogwatch::model::format_ms).unwrap_or_else(|| "-".into()),
+                    t.label
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let t = auth::revoke_token(&store, &id, &cli_actor()).await?;
+            eprintln!("revoked token {} ({})", t.id, t.label);
         }
     }
     Ok(())

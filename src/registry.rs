@@ -72,6 +72,17 @@ impl Registry {
         self.len() == 0
     }
 
+    /// The VINs an enterprise owns (an enterprise token's scope). A scan of the in-memory map:
+    /// fleets are asked for per request, not per record.
+    pub fn fleet(&self, enterprise_id: &str) -> std::collections::BTreeSet<Vin> {
+        let maps = self.vehicles.read();
+        maps.by_vin
+            .iter()
+            .filter(|(_, v)| v.owner_enterprise_id == enterprise_id)
+            .map(|(vin, _)| *vin)
+            .collect()
+    }
+
     /// Finds a vehicle by plate (roadside sensing and gate records identify vehicles by plate).
     pub fn by_plate(&self, plate: &str) -> Option<Arc<Vehicle>> {
         let maps = self.vehicles.read();

@@ -1,12 +1,21 @@
 //! Wires the service together and runs it until shut down. Used by the binary and by the
 //! end-to-end tests, which start the real server on 127.0.0.1 with port 0.
+use crate::auth::Authenticator;
 use crate::config::{Config, StoreKind};
 use crate::detect::DetectorSet;
-use crate::grpc::{ingest::IngestService, registry_svc::RegistryService, violations_svc::ViolationsService};
+use crate::grpc::auth::AuthLayer;
+use crate::grpc::{
+    ingest::IngestService,
+    registry_svc::RegistryService,
+    violations_svc::{AdminService, ViolationsService},
+};
 use crate::pipeline::Pipeline;
 use crate::proto;
+use crate::query::ViolationDesk;
 use crate::registry::Registry;
 use crate::store::{embedded::EmbeddedStore, Store, StoreError};
+use crate::tls::{TlsListener, TlsMaterial};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +32,16 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("sample data: {0}")]
     Sample(#[from] crate::registry::RegistryError),
+    #[error("zones: {0}")]
+    Zones(#[from] crate::zones::ZoneCatalogError),
+    #[error("zone file {path}: {reason}")]
+    ZoneFile { path: String, reason: String },
     #[error("reflection service: {0}")]
     Reflection(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("gRPC TLS: {0}")]
+    GrpcTls(String),
     #[error(
         "store.kind = \"scylla\" but this binary was built without ScyllaDB support; \
          rebuild with `cargo build --release --features scylla` or set store.kind = \"embedded\""
@@ -68,13 +85,25 @@ pub struct Options {
 
 pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerError> {
     crate::http::prometheus();
+    let tls = TlsMaterial::load(&cfg.tls)?;
     let store = open_store(&cfg).await?;
     let registry = Registry::load(store.clone()).await?;
     if opts.sample_data {
         crate::sample::load(&registry, &*store).await?;
     }
     tracing::info!(vehicles = registry.len(), store = ?cfg.store.kind, "registry loaded");
-    let detectors = Arc::new(DetectorSet::new(&cfg.rules));
+    let zones = Arc::new(crate::zones::ZoneCatalog::load(store.clone()).await?);
+    if opts.sample_data {
+        zones.import(crate::zones::SAMPLE_ZONES, Default::default()).await?;
+        zones.set_exemptions(crate::zones::SAMPLE_EXEMPTIONS, false).await?;
+    }
+    for file in &cfg.zones.files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| ServerError::ZoneFile { path: file.display().to_string(), reason: e.to_string() })?;
+        let req = crate::zones::ImportRequest { gcj02: cfg.zones.gcj02, ..Default::default() };
+        zones.import(&text, req).await?;
+    }
+    let detectors = Arc::new(DetectorSet::with_zones(&cfg.rules, zones.registry()));
     let pipeline = Pipeline::start(store.clone(), registry.clone(), detectors, &cfg.pipeline);
 
     let grpc_listener = TcpListener::bind(cfg.grpc_addr)
@@ -107,8 +136,24 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         .build_v1()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
+    let auth = Arc::new(Authenticator::new(store.clone(), &cfg.auth));
+    let desk = ViolationDesk::new(
+        store.clone(),
+        registry.clone(),
+        pipeline.clone(),
+        Duration::from_millis(cfg.watch_poll_ms),
+        shutdown_rx.clone(),
+    );
+    if !auth.enabled() {
+        tracing::warn!("authentication is disabled: every caller is an administrator");
+    }
     let ingest = IngestService::new(pipeline.clone(), registry.clone(), cfg.max_in_flight_batches);
-    let grpc = tonic::transport::Server::builder()
+    let mut grpc = tonic::transport::Server::builder();
+    if let Some(m) = &tls {
+        grpc = grpc.tls_config(m.grpc()).map_err(|e| ServerError::GrpcTls(e.to_string()))?;
+    }
+    let grpc = grpc
+        .layer(AuthLayer::new(auth.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(proto::telemetry_ingest_server::TelemetryIngestServer::new(ingest))
@@ -116,8 +161,13 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
             registry.clone(),
             store.clone(),
         )))
-        .add_service(proto::violations_server::ViolationsServer::new(ViolationsService::new(store.clone())));
+        .add_service(proto::violations_server::ViolationsServer::new(ViolationsService::new(desk.clone())))
+        .add_service(proto::admin_server::AdminServer::new(AdminService::new(desk.clone())))
+        .add_service(proto::zones_server::ZonesServer::new(crate::grpc::zones_svc::ZonesService::new(
+            zones.clone(),
+        )));
 
+    let http_state = crate::http::HttpState { desk, auth };
     let mut tasks = Vec::new();
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -129,16 +179,21 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
             tracing::error!(error = %e, "gRPC server failed");
         }
     }));
-    let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let signal = async move {
+    let router = crate::http::router(http_state);
+    let signal = {
+        let mut rx = shutdown_rx.clone();
+        async move {
             let _ = rx.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(http_listener, crate::http::router()).with_graceful_shutdown(signal).await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
         }
-    }));
+    };
+    tasks.push(match &tls {
+        Some(m) => {
+            let listener = TlsListener::new(http_listener, m.http_acceptor()?)
+                .map_err(|source| ServerError::Bind { addr: http_addr, source })?;
+            tokio::spawn(serve_http(listener, router, signal))
+        }
+        None => tokio::spawn(serve_http(http_listener, router, signal)),
+    });
     if let Some(listener) = hj1239_listener {
         let gw = crate::gateway::serve(
             listener,
@@ -154,7 +209,7 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
     if cfg.retention_days > 0 && cfg.store.kind == StoreKind::Embedded {
         tasks.push(tokio::spawn(retention(store.clone(), cfg.retention_days, shutdown_rx.clone())));
     }
-    tracing::info!(%grpc_addr, %http_addr, ?hj1239_addr, "smogwatch serving");
+    tracing::info!(%grpc_addr, %http_addr, ?hj1239_addr, tls = tls.is_some(), "smogwatch serving");
     Ok(RunningServer {
         grpc_addr,
         http_addr,
@@ -165,6 +220,16 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         tasks,
         grace: Duration::from_secs(cfg.shutdown_grace_s),
     })
+}
+
+async fn serve_http<L>(listener: L, router: axum::Router, signal: impl Future<Output = ()> + Send + 'static)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(signal).await {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
 }
 
 /// Deletes expired telemetry once an hour.

@@ -185,7 +185,7 @@ async fn terminal_session_stores_every_record_and_finds_live_and_late_violations
         .await
         .unwrap();
     let mut found: Vec<(String, i64, bool)> =
-        violations.iter().map(|v| (v.rule.clone(), v.started_ms, v.late)).collect();
+        violations.violations.iter().map(|v| (v.rule.clone(), v.started_ms, v.late)).collect();
     found.sort();
     assert_eq!(
         found,

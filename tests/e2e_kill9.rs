@@ -10,12 +10,22 @@ use smogwatch::proto::{
 use smogwatch::store::{embedded::EmbeddedStore, Store};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tonic::transport::Channel;
 
 const VIN: &str = "LZZ5BLSJ3DA000201";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Creates an admin token with the CLI, as an operator would before the first start.
+fn admin_token(dir: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_smogwatch"))
+        .args(["token", "create", "--role", "admin", "--label", "kill-9 test"])
+        .env("SMOGWATCH_DATA_DIR", dir)
+        .output()
+        .expect("token create runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn spawn(dir: &std::path::Path, grpc: u16) -> Child {
@@ -32,10 +42,11 @@ fn spawn(dir: &std::path::Path, grpc: u16) -> Child {
         .expect("binary starts")
 }
 
-async fn connect(grpc: u16) -> Channel {
+async fn connect(grpc: u16, token: &str) -> Authed {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
     for _ in 0..300 {
-        if let Ok(ch) = Channel::from_shared(format!("http://127.0.0.1:{grpc}")).unwrap().connect().await {
-            return ch;
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return connect_with(addr, Some(token)).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -46,8 +57,9 @@ async fn connect(grpc: u16) -> Channel {
 async fn acknowledged_batches_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let grpc = free_port();
+    let token = admin_token(dir.path());
     let mut child = spawn(dir.path(), grpc);
-    let ch = connect(grpc).await;
+    let ch = connect(grpc, &token).await;
     RegistryClient::new(ch.clone()).upsert_vehicle(truck(VIN, proto::EmissionStage::ChinaVi)).await.unwrap();
 
     // 2000 batches, far more than get acknowledged before the kill.
@@ -93,7 +105,7 @@ async fn acknowledged_batches_survive_kill_9() {
 
     // And the service starts again on that store.
     let mut child = spawn(dir.path(), grpc);
-    let ch = connect(grpc).await;
+    let ch = connect(grpc, &token).await;
     let v = RegistryClient::new(ch).get_vehicle(proto::GetVehicleRequest { vin: VIN.into() }).await.unwrap();
     assert_eq!(v.into_inner().vin, VIN);
     child.kill().unwrap();

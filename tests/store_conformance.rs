@@ -19,7 +19,7 @@ use smogwatch::model::{
     now_ms, Enterprise, TelemetryRecord, Vehicle, Vin, Violation, ViolationId, ViolationStatus,
 };
 use smogwatch::model::{EmissionStage, Fix};
-use smogwatch::store::{CommitBatch, Store, ViolationCursor, ViolationQuery, ViolationWrite};
+use smogwatch::store::{CommitBatch, Store, ViolationQuery, ViolationWrite};
 use std::sync::Arc;
 
 const DAY: i64 = 86_400_000;
@@ -91,13 +91,12 @@ async fn list_all(store: &dyn Store, q: &ViolationQuery, page: usize) -> Vec<Vio
     let mut cursor = None;
     for _ in 0..1000 {
         let got = store.violations(q, cursor.clone(), page).await.unwrap();
-        let full = got.len() == page;
-        if let Some(last) = got.last() {
-            cursor = Some(ViolationCursor { started_ms: last.started_ms, id: last.id.clone() });
-        }
-        out.extend(got);
-        if !full {
-            return out;
+        assert!(got.violations.len() <= page);
+        out.extend(got.violations);
+        // A short page may still carry a cursor (scan budget); no cursor means the end.
+        match got.next {
+            Some(next) => cursor = Some(next),
+            None => return out,
         }
     }
     panic!("listing did not end");
@@ -178,6 +177,22 @@ pub mod cases {
             .unwrap();
         assert_eq!(s.vehicle_state(a).await.unwrap(), Some(vec![4]));
         assert_eq!(s.vehicle_state(vin(3)).await.unwrap(), None);
+    }
+
+    pub async fn documents_by_kind(h: Harness) {
+        let s = &*h.store;
+        assert!(s.documents("zone").await.unwrap().is_empty());
+        s.put_documents("zone", vec![("z2".into(), b"two".to_vec()), ("z1".into(), b"one".to_vec())])
+            .await
+            .unwrap();
+        s.put_documents("exemptions", vec![("all".into(), b"[]".to_vec())]).await.unwrap();
+        s.put_documents("zone", vec![("z2".into(), b"TWO".to_vec())]).await.unwrap();
+        let mut zones = s.documents("zone").await.unwrap();
+        zones.sort();
+        assert_eq!(zones, vec![("z1".into(), b"one".to_vec()), ("z2".into(), b"TWO".to_vec())]);
+        s.delete_documents("zone", vec!["z1".into(), "missing".into()]).await.unwrap();
+        assert_eq!(s.documents("zone").await.unwrap(), vec![("z2".into(), b"TWO".to_vec())]);
+        assert_eq!(s.documents("exemptions").await.unwrap().len(), 1, "kinds are separate");
     }
 
     pub async fn vehicles_and_enterprises_paging(h: Harness) {
@@ -319,8 +334,8 @@ pub mod cases {
             assert_eq!(ids(&got), expected, "page size {page}");
         }
         let first = s.violations(&ViolationQuery::default(), None, 5).await.unwrap();
-        assert_eq!(ids(&first), expected[..5]);
-        assert!(s.violations(&ViolationQuery::default(), None, 0).await.unwrap().is_empty());
+        assert_eq!(ids(&first.violations), expected[..5]);
+        assert!(s.violations(&ViolationQuery::default(), None, 0).await.unwrap().violations.is_empty());
     }
 
     pub async fn violation_filters(h: Harness) {
@@ -348,8 +363,12 @@ pub mod cases {
         assert_eq!(ids(&got), expect(&|v| v.started_ms >= from && v.started_ms < to));
         assert!(got.iter().any(|v| v.started_ms == from) && got.iter().all(|v| v.started_ms != to));
 
-        let q =
-            ViolationQuery { vin: Some(vin(1)), rule: Some("R4".into()), from_ms: Some(from), to_ms: None };
+        let q = ViolationQuery {
+            vin: Some(vin(1)),
+            rule: Some("R4".into()),
+            from_ms: Some(from),
+            ..Default::default()
+        };
         assert_eq!(
             ids(&list_all(s, &q, 2).await),
             expect(&|v| v.vin == vin(1) && q.matches(v) && v.started_ms >= from)
@@ -557,6 +576,7 @@ conformance!(
     record_round_trip_and_range_bounds,
     recommit_is_idempotent,
     state_save_load,
+    documents_by_kind,
     vehicles_and_enterprises_paging,
     violation_upsert_keeps_one_row,
     insert_if_absent_does_not_overwrite,

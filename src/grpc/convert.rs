@@ -228,6 +228,7 @@ pub fn violation_to_proto(v: &Violation) -> proto::Violation {
         county_code: v.county_code.clone().unwrap_or_default(),
         summary: v.summary.clone(),
         details_json: details.to_string(),
+        review: None,
     }
 }
 

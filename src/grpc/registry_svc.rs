@@ -43,12 +43,17 @@ impl registry_server::Registry for RegistryService {
         &self,
         req: Request<proto::GetVehicleRequest>,
     ) -> Result<Response<proto::Vehicle>, Status> {
-        Caller::from_request(&req)?;
+        let caller = Caller::from_request(&req)?;
         let vin = Vin::parse(&req.get_ref().vin).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let v = self
             .registry
             .get(&vin)
             .ok_or_else(|| Status::not_found(format!("vehicle {vin} not registered")))?;
+        if !caller.may_see_vehicle(&v) {
+            return Err(Status::permission_denied(format!(
+                "vehicle {vin} is outside this credential's scope"
+            )));
+        }
         Ok(Response::new(vehicle_to_proto(&v)))
     }
 
@@ -56,8 +61,20 @@ impl registry_server::Registry for RegistryService {
         &self,
         req: Request<proto::ListVehiclesRequest>,
     ) -> Result<Response<proto::ListVehiclesResponse>, Status> {
-        Caller::from_request(&req)?;
-        let r = req.into_inner();
+        let caller = Caller::from_request(&req)?;
+        let mut r = req.into_inner();
+        match &caller {
+            Caller::Admin | Caller::Police(_) => {}
+            Caller::Enterprise(own) => {
+                if !r.owner_enterprise_id.is_empty() && &r.owner_enterprise_id != own {
+                    return Err(Status::permission_denied("an enterprise token lists its own vehicles only"));
+                }
+                r.owner_enterprise_id = own.clone();
+            }
+            Caller::Terminal(_) => {
+                return Err(Status::permission_denied("terminal tokens cannot list vehicles"))
+            }
+        }
         let after = match r.page_token.as_str() {
             "" => None,
             t => Some(Vin::parse(t).map_err(|_| Status::invalid_argument("invalid page_token"))?),
@@ -107,8 +124,13 @@ impl registry_server::Registry for RegistryService {
         &self,
         req: Request<proto::GetEnterpriseRequest>,
     ) -> Result<Response<proto::Enterprise>, Status> {
-        Caller::from_request(&req)?;
+        let caller = Caller::from_request(&req)?;
         let id = &req.get_ref().id;
+        if !caller.may_see_enterprise(id) {
+            return Err(Status::permission_denied(format!(
+                "enterprise {id} is outside this credential's scope"
+            )));
+        }
         let e = self.store.enterprise(id).await.map_err(status_from_store)?;
         let e = e.ok_or_else(|| Status::not_found(format!("enterprise {id} not found")))?;
         Ok(Response::new(enterprise_to_proto(&e)))
@@ -118,8 +140,22 @@ impl registry_server::Registry for RegistryService {
         &self,
         req: Request<proto::ListEnterprisesRequest>,
     ) -> Result<Response<proto::ListEnterprisesResponse>, Status> {
-        Caller::from_request(&req)?;
+        let caller = Caller::from_request(&req)?;
         let r = req.into_inner();
+        match &caller {
+            Caller::Admin | Caller::Police(_) => {}
+            Caller::Enterprise(own) => {
+                // Its own entry is all an enterprise may list.
+                let own = self.store.enterprise(own).await.map_err(status_from_store)?;
+                return Ok(Response::new(proto::ListEnterprisesResponse {
+                    enterprises: own.iter().map(enterprise_to_proto).collect(),
+                    next_page_token: String::new(),
+                }));
+            }
+            Caller::Terminal(_) => {
+                return Err(Status::permission_denied("terminal tokens cannot list enterprises"));
+            }
+        }
         let limit = page_size(r.page_size);
         let after = (!r.page_token.is_empty()).then_some(r.page_token);
         let page = self.store.enterprises(after, limit).await.map_err(status_from_store)?;

@@ -1,16 +1,20 @@
 //! Domain model: the validated types every other module speaks. Input from the network is turned
 //! into these types at the edge (gRPC conversion, HJ 1239 gateway); past that point a `Vin` is a
 //! valid VIN and a `Fix` has coordinates in range.
+mod access;
 mod record;
+mod review;
 mod roadside;
 mod time;
 mod vehicle;
 mod vin;
 mod violation;
 
+pub use access::{city_of_county, violation_city, ApiToken, AreaCodeError, Jurisdiction, Role, TOKEN_PREFIX};
 pub use record::{
     EngineData, EngineStreamKind, Fix, MilStatus, ObdInfo, ObdProtocol, RecordError, TelemetryRecord,
 };
+pub use review::{AuditAction, AuditEntry, ReviewDecision, ReviewState, ViolationReview};
 pub use roadside::{
     normalize_plate, RoadsideError, RoadsideRecord, RoadsideSource, MAX_DEVICE_ID_CHARS, MAX_K_PER_M,
     MAX_PLATE_CHARS, MAX_RINGELMANN,

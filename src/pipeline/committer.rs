@@ -1,8 +1,8 @@
 //! Group commit: gathers worker outputs into one store transaction, then resolves every batch it
 //! contained. One fsync serves many batches, which is what makes durable acks affordable.
 use super::{Done, Outcome, PipelineError};
-use crate::model::{Vin, Violation};
-use crate::store::{CommitBatch, Store};
+use crate::model::Vin;
+use crate::store::{Alert, CommitBatch, Store};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +20,7 @@ pub(super) struct CommitItem {
 pub(super) async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<CommitItem>,
-    alerts: broadcast::Sender<Violation>,
+    alerts: broadcast::Sender<Alert>,
     invalidations: Arc<Vec<Mutex<Vec<Vin>>>>,
     max_records: usize,
 ) {
@@ -51,10 +51,12 @@ pub(super) async fn run(
                 for v in outcome.written_violations {
                     metrics::counter!("smogwatch_violations_written_total", "rule" => v.rule.clone(), "late" => v.late.to_string())
                         .increment(1);
-                    if !v.late {
-                        // No subscriber is fine: alerts are best-effort, the store is the record.
-                        let _ = alerts.send(v);
-                    }
+                }
+                // The store picked these (new, live) and numbered them in the commit. No
+                // subscriber is fine: the broadcast only makes alerts prompt, the store's alert
+                // sequence is the record watchers resume from.
+                for a in outcome.alerts {
+                    let _ = alerts.send(a);
                 }
                 for it in items {
                     if let Some(done) = it.done {

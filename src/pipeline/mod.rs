@@ -11,9 +11,9 @@ mod late;
 mod worker;
 
 use crate::detect::DetectorSet;
-use crate::model::{TelemetryRecord, TimestampMs, Vin, Violation};
+use crate::model::{TelemetryRecord, TimestampMs, Vin};
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::{Alert, Store};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
@@ -107,7 +107,7 @@ pub struct Pipeline {
     /// Emptied by `shutdown`: dropping the senders is what lets the workers drain and stop.
     shards: parking_lot::RwLock<Vec<mpsc::Sender<WorkItem>>>,
     n_shards: usize,
-    alerts: broadcast::Sender<Violation>,
+    alerts: broadcast::Sender<Alert>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -215,8 +215,9 @@ impl Pipeline {
         Ok(Completion(vec![rx]))
     }
 
-    /// Live violations (never late ones) after they are durable.
-    pub fn subscribe(&self) -> broadcast::Receiver<Violation> {
+    /// Live violations (never late ones) after they are durable, once each, with their alert
+    /// sequence number, in sequence order.
+    pub fn subscribe(&self) -> broadcast::Receiver<Alert> {
         self.alerts.subscribe()
     }
 

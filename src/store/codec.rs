@@ -59,6 +59,23 @@ pub fn violation_vin_key(v: &Violation) -> Vec<u8> {
     k
 }
 
+/// Violation area index key: area code (6 ASCII digits) + start (8) + id. Used for the city and
+/// the county index, police's main access path.
+pub fn violation_area_key(code: &str, v: &Violation) -> Vec<u8> {
+    let mut k = Vec::with_capacity(code.len() + 40);
+    k.extend_from_slice(code.as_bytes());
+    k.extend_from_slice(&violation_time_key(v));
+    k
+}
+
+/// The (start, id) a violation index key ends with.
+pub fn violation_key_position(key: &[u8]) -> Option<(TimestampMs, &str)> {
+    let id_at = key.len().checked_sub(32)?;
+    let id = std::str::from_utf8(key.get(id_at..)?).ok()?;
+    let started = time_from_key(key.get(id_at.checked_sub(8)?..id_at)?)?;
+    Some((started, id))
+}
+
 pub fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
@@ -78,6 +95,13 @@ mod tests {
             assert_eq!(time_from_key(&time_key(a)), Some(a));
         }
         assert_eq!(time_from_key(&[1, 2]), None);
+    }
+
+    #[test]
+    fn violation_keys_end_with_their_position() {
+        let k = [b"330100".as_slice(), &time_key(42), b"0123456789abcdef0123456789abcdef"].concat();
+        assert_eq!(violation_key_position(&k), Some((42, "0123456789abcdef0123456789abcdef")));
+        assert_eq!(violation_key_position(b"short"), None);
     }
 
     #[test]

@@ -3,11 +3,17 @@
 //!
 //! Every call runs on the blocking pool: redb is synchronous and a commit waits for `fsync`.
 use super::codec::*;
-use super::{CommitBatch, CommitOutcome, Store, StoreError, ViolationCursor, ViolationQuery, ViolationWrite};
+use super::{
+    Alert, CommitBatch, CommitOutcome, Store, StoreError, ViolationCursor, ViolationPage, ViolationQuery,
+    ViolationWrite,
+};
 use crate::clean::{CleanProfile, GatePassage, NonRoadVolume, MAX_VOLUME_SPAN_MS};
-use crate::model::{Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation, ViolationId};
+use crate::model::{
+    violation_city, ApiToken, AuditEntry, Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation,
+    ViolationId, ViolationReview,
+};
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -53,6 +59,37 @@ impl<E: Into<redb::Error>> From<E> for StoreError {
     }
 }
 
+/// Where the violation happened: police's main access path. Key: area code + start + id.
+const VIOLATIONS_BY_CITY: TableDefinition<&[u8], ()> = TableDefinition::new("violations_by_city");
+const VIOLATIONS_BY_COUNTY: TableDefinition<&[u8], ()> = TableDefinition::new("violations_by_county");
+/// Latest review decision per violation id (history is in the audit log).
+const REVIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("violation_reviews");
+/// Live alert sequence → violation id, and the reverse (each live violation alerts once).
+const ALERTS: TableDefinition<u64, &str> = TableDefinition::new("alerts");
+const ALERTED: TableDefinition<&str, u64> = TableDefinition::new("alerted_violations");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
+/// API credentials by id; the value holds the secret's hash, never the secret.
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_tokens");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Version 2 added the city and county violation indexes (back-filled on open).
+const SCHEMA_VERSION: u64 = 2;
+/// Index entries one listing call may examine before it returns a short page with a cursor.
+const SCAN_BUDGET: usize = 10_000;
+/// Up to this many vehicles, a fleet query merges per-vehicle index ranges instead of scanning
+/// the time index.
+const MAX_MERGED_VINS: usize = 64;
+/// Key: kind ‖ 0x00 ‖ id.
+const DOCUMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("documents");
+
+fn document_key(kind: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kind.len() + id.len() + 1);
+    k.extend_from_slice(kind.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -72,9 +109,27 @@ impl EmbeddedStore {
             tx.open_table(VIOLATIONS)?;
             tx.open_table(VIOLATIONS_BY_TIME)?;
             tx.open_table(VIOLATIONS_BY_VIN)?;
+            tx.open_table(DOCUMENTS)?;
+            tx.open_table(REVIEWS)?;
+            tx.open_table(ALERTS)?;
+            tx.open_table(ALERTED)?;
+            tx.open_table(AUDIT)?;
+            tx.open_table(TOKENS)?;
             tx.open_table(CLEAN_PROFILES)?;
             tx.open_table(PASSAGES)?;
             tx.open_table(VOLUMES)?;
+            let mut meta = tx.open_table(META)?;
+            let version = meta.get("schema_version")?.map(|g| g.value()).unwrap_or(1);
+            if version < 2 {
+                let violations = tx.open_table(VIOLATIONS)?;
+                let mut idx = ViolationIndexes::open(&tx)?;
+                for e in violations.iter()? {
+                    let (_, raw) = e?;
+                    let v: Violation = from_json("violation", raw.value())?;
+                    idx.insert(&v)?;
+                }
+            }
+            meta.insert("schema_version", SCHEMA_VERSION)?;
         }
         tx.commit()?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -102,19 +157,36 @@ impl EmbeddedStore {
                 states.insert(&vin.as_bytes()[..], s.as_slice())?;
             }
             let mut violations = tx.open_table(VIOLATIONS)?;
-            let mut by_time = tx.open_table(VIOLATIONS_BY_TIME)?;
-            let mut by_vin = tx.open_table(VIOLATIONS_BY_VIN)?;
+            let mut idx = ViolationIndexes::open(&tx)?;
+            let mut alerts = tx.open_table(ALERTS)?;
+            let mut alerted = tx.open_table(ALERTED)?;
+            let mut next_seq = alerts.last()?.map_or(1, |(k, _)| k.value() + 1);
             for w in batch.violations {
                 let (v, only_if_absent) = match w {
                     ViolationWrite::Upsert(v) => (v, false),
                     ViolationWrite::InsertIfAbsent(v) => (v, true),
                 };
-                if only_if_absent && violations.get(v.id.as_str())?.is_some() {
+                let old = violations.get(v.id.as_str())?.map(|g| g.value().to_vec());
+                if only_if_absent && old.is_some() {
                     continue;
                 }
+                // A new snapshot may place the episode elsewhere (zone exit): drop the old keys.
+                match old.as_deref().map(|b| from_json::<Violation>("violation", b)) {
+                    Some(Ok(old)) => idx.remove(&old)?,
+                    Some(Err(e)) => {
+                        tracing::warn!(id = v.id.as_str(), error = %e, "replacing unreadable violation")
+                    }
+                    None => {}
+                }
                 violations.insert(v.id.as_str(), to_json(&v).as_slice())?;
-                by_time.insert(violation_time_key(&v).as_slice(), ())?;
-                by_vin.insert(violation_vin_key(&v).as_slice(), ())?;
+                idx.insert(&v)?;
+                // A live violation raises one alert, when it is first written as live.
+                if !v.late && alerted.get(v.id.as_str())?.is_none() {
+                    alerts.insert(next_seq, v.id.as_str())?;
+                    alerted.insert(v.id.as_str(), next_seq)?;
+                    outcome.alerts.push(Alert { seq: next_seq, violation: v.clone() });
+                    next_seq += 1;
+                }
                 outcome.written_violations.push(v);
             }
             let mut passages = tx.open_table(PASSAGES)?;
@@ -125,39 +197,112 @@ impl EmbeddedStore {
         tx.commit()?;
         Ok(outcome)
     }
+
+    fn append_audit_in(tx: &redb::WriteTransaction, mut entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+        let mut audit = tx.open_table(AUDIT)?;
+        entry.seq = audit.last()?.map_or(1, |(k, _)| k.value() + 1);
+        audit.insert(entry.seq, to_json(&entry).as_slice())?;
+        Ok(entry)
+    }
 }
 
-/// Collects violations newest first from an index range whose keys end with the violation id.
+/// The secondary indexes of the violations table, kept in step inside one write transaction.
+struct ViolationIndexes<'t> {
+    by_time: redb::Table<'t, &'static [u8], ()>,
+    by_vin: redb::Table<'t, &'static [u8], ()>,
+    by_city: redb::Table<'t, &'static [u8], ()>,
+    by_county: redb::Table<'t, &'static [u8], ()>,
+}
+
+impl<'t> ViolationIndexes<'t> {
+    fn open(tx: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        Ok(ViolationIndexes {
+            by_time: tx.open_table(VIOLATIONS_BY_TIME)?,
+            by_vin: tx.open_table(VIOLATIONS_BY_VIN)?,
+            by_city: tx.open_table(VIOLATIONS_BY_CITY)?,
+            by_county: tx.open_table(VIOLATIONS_BY_COUNTY)?,
+        })
+    }
+
+    fn insert(&mut self, v: &Violation) -> Result<(), StoreError> {
+        self.by_time.insert(violation_time_key(v).as_slice(), ())?;
+        self.by_vin.insert(violation_vin_key(v).as_slice(), ())?;
+        if let Some(city) = violation_city(v) {
+            self.by_city.insert(violation_area_key(&city, v).as_slice(), ())?;
+        }
+        if let Some(county) = v.county_code.as_deref().filter(|c| !c.is_empty()) {
+            self.by_county.insert(violation_area_key(county, v).as_slice(), ())?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, v: &Violation) -> Result<(), StoreError> {
+        self.by_time.remove(violation_time_key(v).as_slice())?;
+        self.by_vin.remove(violation_vin_key(v).as_slice())?;
+        if let Some(city) = violation_city(v) {
+            self.by_city.remove(violation_area_key(&city, v).as_slice())?;
+        }
+        if let Some(county) = v.county_code.as_deref().filter(|c| !c.is_empty()) {
+            self.by_county.remove(violation_area_key(county, v).as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+type IndexEntry<'a> =
+    Result<(redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, ()>), redb::StorageError>;
+
+/// Reads a violation listing from an index range (keys end with start + id), newest first.
+/// Stops at `limit` matches or after `budget` index entries, whichever comes first.
 fn scan_violations<'a>(
-    index: impl DoubleEndedIterator<
-        Item = Result<(redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, ()>), redb::StorageError>,
-    >,
+    index: impl DoubleEndedIterator<Item = IndexEntry<'a>>,
     violations: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    reviews: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
     query: &ViolationQuery,
     limit: usize,
-) -> Result<Vec<Violation>, StoreError> {
-    let mut out = Vec::new();
+    budget: usize,
+) -> Result<ViolationPage, StoreError> {
+    let mut page = ViolationPage::default();
     if limit == 0 {
-        return Ok(out);
+        return Ok(page);
     }
-    for entry in index.rev() {
+    let mut entries = index.rev();
+    let mut examined = 0usize;
+    while let Some(entry) = entries.next() {
         let (k, _) = entry?;
         let key = k.value();
-        let id =
-            key.len().checked_sub(32).and_then(|i| key.get(i..)).and_then(|b| std::str::from_utf8(b).ok());
-        let Some(id) = id else {
+        let Some((started_ms, id)) = violation_key_position(key) else {
             return Err(StoreError::Corrupt { what: "violation index", detail: hex::encode(key) });
         };
-        let Some(raw) = violations.get(id)? else { continue };
-        let v: Violation = from_json("violation", raw.value())?;
-        if query.matches(&v) {
-            out.push(v);
-            if out.len() >= limit {
-                break;
+        examined += 1;
+        if let Some(raw) = violations.get(id)? {
+            let v: Violation = from_json("violation", raw.value())?;
+            if query.matches(&v)
+                && (query.review.is_none() || query.matches_review(review_of(reviews, id)?.as_ref()))
+            {
+                page.violations.push(v);
+                if page.violations.len() >= limit {
+                    // Only hand out a cursor when the range holds more: no empty last page.
+                    if entries.next().is_some() {
+                        page.next = Some(ViolationCursor { started_ms, id: ViolationId(id.to_string()) });
+                    }
+                    return Ok(page);
+                }
             }
         }
+        if examined >= budget {
+            page.next = Some(ViolationCursor { started_ms, id: ViolationId(id.to_string()) });
+            return Ok(page);
+        }
     }
-    Ok(out)
+    Ok(page)
+}
+
+fn review_of(
+    reviews: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Option<ViolationReview>, StoreError> {
+    reviews.get(id)?.map(|g| from_json("violation review", g.value())).transpose()
 }
 
 #[async_trait]
@@ -230,6 +375,61 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn put_documents(&self, kind: &str, docs: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        let kind = kind.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(DOCUMENTS)?;
+                for (id, body) in &docs {
+                    t.insert(document_key(&kind, id).as_slice(), body.as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_documents(&self, kind: &str, ids: Vec<String>) -> Result<(), StoreError> {
+        let kind = kind.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(DOCUMENTS)?;
+                for id in &ids {
+                    t.remove(document_key(&kind, id).as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn documents(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let kind = kind.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(DOCUMENTS)?;
+            let lo = document_key(&kind, "");
+            let mut hi = kind.as_bytes().to_vec();
+            hi.push(1);
+            let mut out = Vec::new();
+            for e in t.range(lo.as_slice()..hi.as_slice())? {
+                let (k, v) = e?;
+                let id = k
+                    .value()
+                    .get(lo.len()..)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                out.push((id, v.value().to_vec()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn upsert_enterprise(&self, enterprise: Enterprise) -> Result<(), StoreError> {
         self.blocking(move |db| {
             let tx = db.begin_write()?;
@@ -286,11 +486,12 @@ impl Store for EmbeddedStore {
         query: &ViolationQuery,
         cursor: Option<ViolationCursor>,
         limit: usize,
-    ) -> Result<Vec<Violation>, StoreError> {
+    ) -> Result<ViolationPage, StoreError> {
         let query = query.clone();
         self.blocking(move |db| {
             let tx = db.begin_read()?;
             let violations = tx.open_table(VIOLATIONS)?;
+            let reviews = tx.open_table(REVIEWS)?;
             // Upper bound (exclusive): the cursor position, else the query's `to`, else everything.
             let upper_time = |prefix: &[u8]| -> Vec<u8> {
                 let mut k = prefix.to_vec();
@@ -309,15 +510,164 @@ impl Store for EmbeddedStore {
                 k.extend_from_slice(&time_key(query.from_ms.unwrap_or(i64::MIN)));
                 k
             };
+            let scan = |index: &redb::ReadOnlyTable<&'static [u8], ()>, prefix: &[u8], limit, budget| {
+                let (lo, hi) = (lower_time(prefix), upper_time(prefix));
+                scan_violations(
+                    index.range(lo.as_slice()..hi.as_slice())?,
+                    &violations,
+                    &reviews,
+                    &query,
+                    limit,
+                    budget,
+                )
+            };
+            // The most selective index the query allows; other filters are checked while scanning.
             if let Some(vin) = query.vin {
+                scan(&tx.open_table(VIOLATIONS_BY_VIN)?, vin.as_bytes(), limit, SCAN_BUDGET)
+            } else if let Some(fleet) = query.vins.as_ref().filter(|s| s.len() <= MAX_MERGED_VINS) {
+                // Each vehicle's newest `limit` matches, merged: exact, however rare they are.
                 let index = tx.open_table(VIOLATIONS_BY_VIN)?;
-                let (lo, hi) = (lower_time(vin.as_bytes()), upper_time(vin.as_bytes()));
-                scan_violations(index.range(lo.as_slice()..hi.as_slice())?, &violations, &query, limit)
+                let mut merged = Vec::new();
+                let mut more = false;
+                for vin in fleet.iter() {
+                    let page = scan(&index, vin.as_bytes(), limit, usize::MAX)?;
+                    more |= page.next.is_some();
+                    merged.extend(page.violations);
+                }
+                merged.sort_by(|a, b| (b.started_ms, &b.id).cmp(&(a.started_ms, &a.id)));
+                more |= merged.len() > limit;
+                merged.truncate(limit);
+                let next = match merged.last() {
+                    Some(v) if more => Some(ViolationCursor { started_ms: v.started_ms, id: v.id.clone() }),
+                    _ => None,
+                };
+                Ok(ViolationPage { violations: merged, next })
+            } else if let Some(county) = &query.county_code {
+                scan(&tx.open_table(VIOLATIONS_BY_COUNTY)?, county.as_bytes(), limit, SCAN_BUDGET)
+            } else if let Some(city) = &query.city_code {
+                scan(&tx.open_table(VIOLATIONS_BY_CITY)?, city.as_bytes(), limit, SCAN_BUDGET)
             } else {
-                let index = tx.open_table(VIOLATIONS_BY_TIME)?;
-                let (lo, hi) = (lower_time(&[]), upper_time(&[]));
-                scan_violations(index.range(lo.as_slice()..hi.as_slice())?, &violations, &query, limit)
+                scan(&tx.open_table(VIOLATIONS_BY_TIME)?, &[], limit, SCAN_BUDGET)
             }
+        })
+        .await
+    }
+
+    async fn alerts_after(&self, after: u64, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let alerts = tx.open_table(ALERTS)?;
+            let violations = tx.open_table(VIOLATIONS)?;
+            let mut out = Vec::new();
+            let Some(from) = after.checked_add(1) else { return Ok(out) };
+            for e in alerts.range(from..)?.take(limit) {
+                let (seq, id) = e?;
+                if let Some(raw) = violations.get(id.value())? {
+                    out.push(Alert { seq: seq.value(), violation: from_json("violation", raw.value())? });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn last_alert_seq(&self) -> Result<u64, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let last = tx.open_table(ALERTS)?.last()?.map_or(0, |(k, _)| k.value());
+            Ok(last)
+        })
+        .await
+    }
+
+    async fn review_violation(
+        &self,
+        review: ViolationReview,
+        audit: AuditEntry,
+    ) -> Result<AuditEntry, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            let entry = {
+                let id = review.violation_id.as_str();
+                if tx.open_table(VIOLATIONS)?.get(id)?.is_none() {
+                    return Err(StoreError::NotFound(format!("violation {id}")));
+                }
+                tx.open_table(REVIEWS)?.insert(id, to_json(&review).as_slice())?;
+                Self::append_audit_in(&tx, audit)?
+            };
+            tx.commit()?;
+            Ok(entry)
+        })
+        .await
+    }
+
+    async fn violation_reviews(
+        &self,
+        ids: &[ViolationId],
+    ) -> Result<Vec<Option<ViolationReview>>, StoreError> {
+        let ids = ids.to_vec();
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let reviews = tx.open_table(REVIEWS)?;
+            ids.iter().map(|id| review_of(&reviews, id.as_str())).collect()
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            let entry = Self::append_audit_in(&tx, entry)?;
+            tx.commit()?;
+            Ok(entry)
+        })
+        .await
+    }
+
+    async fn audit_log(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let audit = tx.open_table(AUDIT)?;
+            let mut out = Vec::new();
+            for e in audit.range(..before.unwrap_or(u64::MAX))?.rev().take(limit) {
+                let (_, raw) = e?;
+                out.push(from_json("audit entry", raw.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_token(&self, token: ApiToken) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            tx.open_table(TOKENS)?.insert(token.id.as_str(), to_json(&token).as_slice())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(TOKENS)?;
+            t.get(id.as_str())?.map(|g| from_json("api token", g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(TOKENS)?;
+            let mut out = Vec::with_capacity(t.len()? as usize);
+            for e in t.iter()? {
+                let (_, raw) = e?;
+                out.push(from_json("api token", raw.value())?);
+            }
+            Ok(out)
         })
         .await
     }
@@ -442,5 +792,198 @@ impl Store for EmbeddedStore {
             Ok(removed)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AuditAction, ReviewDecision, ReviewState, Role, ViolationStatus};
+    use std::collections::BTreeSet;
+
+    fn violation(vin: &str, started_ms: i64, city: &str, county: Option<&str>, late: bool) -> Violation {
+        let vin = Vin::parse(vin).unwrap();
+        Violation {
+            id: ViolationId::derive(&vin, "R3", "", started_ms),
+            rule: "R3".into(),
+            vin,
+            plate: "浙A12345".into(),
+            status: ViolationStatus::Open,
+            late,
+            started_ms,
+            ended_ms: None,
+            position: None,
+            zone_id: None,
+            city_code: Some(city.into()),
+            county_code: county.map(Into::into),
+            summary: String::new(),
+            thresholds: serde_json::Value::Null,
+            measured: None,
+            evidence: serde_json::Value::Null,
+        }
+    }
+
+    async fn commit(s: &EmbeddedStore, vs: Vec<Violation>) -> CommitOutcome {
+        let violations = vs.into_iter().map(ViolationWrite::Upsert).collect();
+        s.commit(CommitBatch { violations, ..Default::default() }).await.unwrap()
+    }
+
+    async fn all_pages(s: &EmbeddedStore, q: &ViolationQuery, limit: usize) -> Vec<i64> {
+        let (mut out, mut cursor) = (Vec::new(), None);
+        loop {
+            let page = s.violations(q, cursor, limit).await.unwrap();
+            out.extend(page.violations.iter().map(|v| v.started_ms));
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return out,
+            }
+        }
+    }
+
+    const A: &str = "LZZ5BLSJ3DA000001";
+    const B: &str = "LZZ5BLSJ3DA000002";
+
+    #[tokio::test]
+    async fn area_and_fleet_filters_page_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let mut vs = Vec::new();
+        for i in 0..10 {
+            vs.push(violation(A, 1000 + i, "330100", Some("330106"), false));
+            vs.push(violation(B, 2000 + i, "330200", None, i % 2 == 0));
+        }
+        commit(&s, vs).await;
+        let q = ViolationQuery { city_code: Some("330100".into()), ..Default::default() };
+        assert_eq!(all_pages(&s, &q, 3).await, (1000..1010).rev().collect::<Vec<_>>());
+        let q =
+            ViolationQuery { county_code: Some("330106".into()), to_ms: Some(1005), ..Default::default() };
+        assert_eq!(all_pages(&s, &q, 2).await, vec![1004, 1003, 1002, 1001, 1000]);
+        let q = ViolationQuery { late: Some(false), city_code: Some("330200".into()), ..Default::default() };
+        assert_eq!(all_pages(&s, &q, 4).await, vec![2009, 2007, 2005, 2003, 2001]);
+        let fleet: BTreeSet<Vin> = [Vin::parse(A).unwrap(), Vin::parse(B).unwrap()].into();
+        let q = ViolationQuery { vins: Some(Arc::new(fleet)), from_ms: Some(1008), ..Default::default() };
+        let got = all_pages(&s, &q, 5).await;
+        assert_eq!(got.len(), 12);
+        assert!(got.windows(2).all(|w| w[0] > w[1]), "{got:?}");
+        // An empty fleet matches nothing, rather than everything.
+        let q = ViolationQuery { vins: Some(Arc::new(BTreeSet::new())), ..Default::default() };
+        assert!(all_pages(&s, &q, 5).await.is_empty());
+        // A full last page has no cursor: no empty page after it.
+        let q = ViolationQuery { vin: Some(Vin::parse(A).unwrap()), ..Default::default() };
+        let page = s.violations(&q, None, 10).await.unwrap();
+        assert_eq!((page.violations.len(), page.next.is_none()), (10, true));
+    }
+
+    #[tokio::test]
+    async fn live_violations_alert_once_in_commit_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let out =
+            commit(&s, vec![violation(A, 1, "330100", None, false), violation(A, 2, "330100", None, true)])
+                .await;
+        assert_eq!(
+            out.alerts.iter().map(|a| (a.seq, a.violation.started_ms)).collect::<Vec<_>>(),
+            vec![(1, 1)]
+        );
+        // The closing snapshot of the same episode is no new alert; a new episode is.
+        let mut closed = violation(A, 1, "330100", None, false);
+        closed.status = ViolationStatus::Closed;
+        let out = commit(&s, vec![closed, violation(A, 3, "330100", None, false)]).await;
+        assert_eq!(out.alerts.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![2]);
+        let backlog = s.alerts_after(0, 10).await.unwrap();
+        assert_eq!(backlog.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(backlog[0].violation.status, ViolationStatus::Closed, "current snapshot");
+        assert!(s.alerts_after(2, 10).await.unwrap().is_empty());
+        assert_eq!(s.last_alert_seq().await.unwrap(), 2);
+        assert!(s.alerts_after(u64::MAX, 10).await.unwrap().is_empty());
+        drop(s);
+        // Sequence numbers continue after a restart.
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let out = commit(&s, vec![violation(B, 4, "330100", None, false)]).await;
+        assert_eq!(out.alerts[0].seq, 3);
+    }
+
+    #[tokio::test]
+    async fn moving_a_violation_moves_its_index_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        commit(&s, vec![violation(A, 1, "330100", None, false)]).await;
+        commit(&s, vec![violation(A, 1, "330200", None, false)]).await;
+        let q = |c: &str| ViolationQuery { city_code: Some(c.into()), ..Default::default() };
+        assert!(s.violations(&q("330100"), None, 10).await.unwrap().violations.is_empty());
+        assert_eq!(s.violations(&q("330200"), None, 10).await.unwrap().violations.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn reviews_are_filterable_and_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let (v1, v2) = (violation(A, 1, "330100", None, false), violation(A, 2, "330100", None, false));
+        commit(&s, vec![v1.clone(), v2.clone()]).await;
+        let review = ViolationReview {
+            violation_id: v1.id.clone(),
+            decision: ReviewDecision::Dismissed,
+            reason: "sensor fault".into(),
+            reviewer: "abc (desk 3)".into(),
+            at_ms: 5,
+        };
+        let audit = AuditEntry {
+            seq: 0,
+            at_ms: 5,
+            actor: "abc (desk 3)".into(),
+            action: AuditAction::Review,
+            target: v1.id.0.clone(),
+            detail: serde_json::json!({"decision": "dismissed"}),
+        };
+        assert_eq!(s.review_violation(review.clone(), audit.clone()).await.unwrap().seq, 1);
+        let q = |r| ViolationQuery { review: Some(r), ..Default::default() };
+        let ids = |p: ViolationPage| p.violations.into_iter().map(|v| v.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(s.violations(&q(ReviewState::Dismissed), None, 10).await.unwrap()),
+            vec![v1.id.clone()]
+        );
+        assert_eq!(
+            ids(s.violations(&q(ReviewState::Unreviewed), None, 10).await.unwrap()),
+            vec![v2.id.clone()]
+        );
+        assert_eq!(
+            s.violation_reviews(&[v2.id.clone(), v1.id.clone()]).await.unwrap(),
+            vec![None, Some(review)]
+        );
+        // Detection rewriting the snapshot keeps the decision.
+        commit(&s, vec![v1.clone()]).await;
+        assert!(s.violation_reviews(std::slice::from_ref(&v1.id)).await.unwrap()[0].is_some());
+        let missing = ViolationReview { violation_id: ViolationId("0".repeat(32)), ..s_review(&v1) };
+        assert!(matches!(s.review_violation(missing, audit.clone()).await, Err(StoreError::NotFound(_))));
+        s.append_audit(AuditEntry { action: AuditAction::Export, ..audit }).await.unwrap();
+        let log = s.audit_log(None, 10).await.unwrap();
+        assert_eq!(
+            log.iter().map(|e| (e.seq, e.action)).collect::<Vec<_>>(),
+            vec![(2, AuditAction::Export), (1, AuditAction::Review)]
+        );
+        assert_eq!(s.audit_log(Some(2), 10).await.unwrap().len(), 1);
+    }
+
+    fn s_review(v: &Violation) -> ViolationReview {
+        ViolationReview {
+            violation_id: v.id.clone(),
+            decision: ReviewDecision::Confirmed,
+            reason: String::new(),
+            reviewer: String::new(),
+            at_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_round_trip_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let (mut t, _secret) = ApiToken::generate(Role::Admin, "ops".into(), 1).unwrap();
+        s.put_token(t.clone()).await.unwrap();
+        assert_eq!(s.token(&t.id).await.unwrap(), Some(t.clone()));
+        t.revoked_ms = Some(2);
+        s.put_token(t.clone()).await.unwrap();
+        assert_eq!(s.tokens().await.unwrap(), vec![t]);
+        assert_eq!(s.token("nope").await.unwrap(), None);
     }
 }

@@ -10,8 +10,14 @@ pub mod embedded;
 pub mod scylla;
 
 use crate::clean::{CleanProfile, GatePassage, NonRoadVolume};
-use crate::model::{Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation, ViolationId};
+use crate::model::{
+    violation_city, ApiToken, AuditEntry, Enterprise, ReviewState, TelemetryRecord, TimestampMs, Vehicle,
+    Vin, Violation, ViolationId, ViolationReview, ViolationStatus,
+};
+use crate::registry::normalise_plate;
 use async_trait::async_trait;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,6 +29,8 @@ pub enum StoreError {
     Task(String),
     #[error("invalid page token")]
     BadCursor,
+    #[error("{0} not found")]
+    NotFound(String),
 }
 
 /// How a violation snapshot is written.
@@ -71,10 +79,22 @@ impl CommitBatch {
     }
 }
 
-/// Violations that a commit created or changed (for live alerts and metrics).
+/// Violations that a commit created or changed (for metrics), and the live alerts it raised.
 #[derive(Debug, Default)]
 pub struct CommitOutcome {
     pub written_violations: Vec<Violation>,
+    /// Live violations written for the first time, each with the alert sequence number the
+    /// commit assigned to it (in the same transaction), in increasing order.
+    pub alerts: Vec<Alert>,
+}
+
+/// A live violation in the order it was first committed. `seq` is what a watching client keeps
+/// as its cursor: sequence numbers increase with commit order and a reader never sees `n + 1`
+/// without `n`, so "everything after my cursor" has no gaps and no repeats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub seq: u64,
+    pub violation: Violation,
 }
 
 /// Filters of a violation query. All present filters must match.
@@ -85,16 +105,39 @@ pub struct ViolationQuery {
     /// Exclusive upper bound of the violation start.
     pub to_ms: Option<TimestampMs>,
     pub vin: Option<Vin>,
+    /// Any of these vehicles (an enterprise's fleet). An empty set matches nothing.
+    pub vins: Option<Arc<BTreeSet<Vin>>>,
     /// Exact rule id ("R3") or a rule family prefix ("R4" matches "R4.reagent_empty").
     pub rule: Option<String>,
+    /// City where it happened (GB/T 2260); a violation with only a county code counts for the
+    /// county's city (see `model::violation_city`).
+    pub city_code: Option<String>,
+    pub county_code: Option<String>,
+    pub zone_id: Option<String>,
+    /// Plate as recorded on the violation, compared normalised (`registry::normalise_plate`).
+    pub plate: Option<String>,
+    /// Episode status (open / closed).
+    pub status: Option<ViolationStatus>,
+    /// `Some(true)`: only late violations; `Some(false)`: only live ones.
+    pub late: Option<bool>,
+    /// Review state; needs the review table, so it is checked by the store, not by `matches`.
+    pub review: Option<ReviewState>,
 }
 
 impl ViolationQuery {
+    /// Every filter except `review`.
     pub fn matches(&self, v: &Violation) -> bool {
         self.from_ms.is_none_or(|f| v.started_ms >= f)
             && self.to_ms.is_none_or(|t| v.started_ms < t)
             && self.vin.is_none_or(|vin| v.vin == vin)
+            && self.vins.as_ref().is_none_or(|set| set.contains(&v.vin))
             && self.matches_rule(&v.rule)
+            && self.city_code.as_deref().is_none_or(|c| violation_city(v).as_deref() == Some(c))
+            && self.county_code.as_deref().is_none_or(|c| v.county_code.as_deref() == Some(c))
+            && self.zone_id.as_deref().is_none_or(|z| v.zone_id.as_deref() == Some(z))
+            && self.plate.as_deref().is_none_or(|p| normalise_plate(&v.plate) == normalise_plate(p))
+            && self.status.is_none_or(|s| v.status == s)
+            && self.late.is_none_or(|l| v.late == l)
     }
 
     /// The rule filter alone: exact id, or a family prefix followed by `.` ("R4" ⊃ "R4.x").
@@ -104,6 +147,20 @@ impl ViolationQuery {
             .as_deref()
             .is_none_or(|r| rule == r || (rule.starts_with(r) && rule.as_bytes().get(r.len()) == Some(&b'.')))
     }
+
+    pub fn matches_review(&self, review: Option<&ViolationReview>) -> bool {
+        self.review.is_none_or(|r| ReviewState::of(review) == r)
+    }
+}
+
+/// One page of a violation listing. `next` is where the following page starts; `None` when
+/// nothing is left. A page may hold fewer than `limit` violations (even none) and still have a
+/// `next`: a selective filter stops scanning after a bounded number of index entries so that
+/// one request never reads the whole table.
+#[derive(Debug, Clone, Default)]
+pub struct ViolationPage {
+    pub violations: Vec<Violation>,
+    pub next: Option<ViolationCursor>,
 }
 
 /// Position in a newest-first violation listing: the last (started, id) returned.
@@ -147,18 +204,54 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_vehicle(&self, vehicle: Vehicle) -> Result<(), StoreError>;
     async fn vehicles(&self, after: Option<Vin>, limit: usize) -> Result<Vec<Vehicle>, StoreError>;
 
+    /// Small configuration documents managed through the API, by kind ("zone", "exemptions"):
+    /// written whole, read whole at start.
+    async fn put_documents(&self, kind: &str, docs: Vec<(String, Vec<u8>)>) -> Result<(), StoreError>;
+    async fn delete_documents(&self, kind: &str, ids: Vec<String>) -> Result<(), StoreError>;
+    async fn documents(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
     async fn upsert_enterprise(&self, enterprise: Enterprise) -> Result<(), StoreError>;
     async fn enterprise(&self, id: &str) -> Result<Option<Enterprise>, StoreError>;
     async fn enterprises(&self, after: Option<String>, limit: usize) -> Result<Vec<Enterprise>, StoreError>;
 
     async fn violation(&self, id: &ViolationId) -> Result<Option<Violation>, StoreError>;
-    /// Newest first (by start time, then id), strictly after `cursor`.
+    /// Newest first (by start time, then id), strictly after `cursor`, at most `limit`.
     async fn violations(
         &self,
         query: &ViolationQuery,
         cursor: Option<ViolationCursor>,
         limit: usize,
-    ) -> Result<Vec<Violation>, StoreError>;
+    ) -> Result<ViolationPage, StoreError>;
+
+    /// Live alerts with `seq > after`, oldest first, at most `limit`, each with the violation's
+    /// current snapshot.
+    async fn alerts_after(&self, after: u64, limit: usize) -> Result<Vec<Alert>, StoreError>;
+    /// The newest alert sequence number (0 when there is none): where a new watcher starts.
+    async fn last_alert_seq(&self) -> Result<u64, StoreError>;
+
+    /// Records a review decision and its audit entry in one transaction. `NotFound` when the
+    /// violation does not exist. Returns the audit entry as appended (with its `seq`).
+    async fn review_violation(
+        &self,
+        review: ViolationReview,
+        audit: AuditEntry,
+    ) -> Result<AuditEntry, StoreError>;
+    /// The latest decision for each id (same order; `None` = unreviewed).
+    async fn violation_reviews(
+        &self,
+        ids: &[ViolationId],
+    ) -> Result<Vec<Option<ViolationReview>>, StoreError>;
+
+    /// Appends to the audit log; returns the entry with its assigned `seq`.
+    async fn append_audit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError>;
+    /// Newest first, strictly before `before` (a `seq`), at most `limit`.
+    async fn audit_log(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Stores a credential under its id (replacing one with the same id).
+    async fn put_token(&self, token: ApiToken) -> Result<(), StoreError>;
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Every credential, revoked ones included (there are few: people and platforms, not vehicles).
+    async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
 
     /// Clean-transport targets and gates of an enterprise (replaces the stored profile).
     async fn put_clean_profile(&self, profile: CleanProfile) -> Result<(), StoreError>;

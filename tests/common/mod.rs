@@ -1,9 +1,11 @@
 //! Helpers for end-to-end tests: a real server on 127.0.0.1 (ephemeral ports) over a temp store.
 #![allow(dead_code)]
 use smogwatch::config::Config;
+use smogwatch::model::Role;
 use smogwatch::proto;
 use smogwatch::server::{start, Options, RunningServer};
 use std::path::Path;
+use std::task::{Context, Poll};
 use tonic::transport::Channel;
 
 pub const T0: i64 = 1_761_926_400_000; // 2025-11-01T00:00:00+08:00
@@ -25,8 +27,91 @@ pub async fn server(dir: &Path) -> RunningServer {
     start(config(dir), Options { sample_data: false }).await.expect("server starts")
 }
 
-pub async fn channel(s: &RunningServer) -> Channel {
-    Channel::from_shared(format!("http://{}", s.grpc_addr)).unwrap().connect().await.expect("connect")
+/// A server with an adjusted configuration.
+pub async fn server_with(dir: &Path, adjust: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut cfg = config(dir);
+    adjust(&mut cfg);
+    start(cfg, Options { sample_data: false }).await.expect("server starts")
+}
+
+/// A plain HTTP/1.1 request to the server's HTTP listener; returns status, headers and the
+/// whole body (chunked bodies are reassembled).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect http");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder().method(method).uri(path).header(http::header::HOST, "127.0.0.1");
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        req = req.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()))).unwrap();
+    let resp = sender.send_request(req).await.expect("response");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes().to_vec();
+    (parts.status, parts.headers, body)
+}
+
+/// A gRPC channel that sends `authorization: Bearer <token>` with every call.
+#[derive(Clone)]
+pub struct Authed {
+    inner: Channel,
+    bearer: Option<http::HeaderValue>,
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Authed {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::transport::channel::ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(b) = &self.bearer {
+            req.headers_mut().insert(http::header::AUTHORIZATION, b.clone());
+        }
+        self.inner.call(req)
+    }
+}
+
+/// Creates a token through the running server's store (tokens are read per request, so no
+/// restart is needed) and returns its secret.
+pub async fn token(s: &RunningServer, role: Role) -> String {
+    smogwatch::auth::create_token(&*s.store, role, "e2e".into(), "test").await.expect("token").1
+}
+
+/// Wraps an already connected channel (e.g. a TLS one).
+pub fn authed(inner: Channel, secret: &str) -> Authed {
+    Authed { inner, bearer: Some(format!("Bearer {secret}").parse().unwrap()) }
+}
+
+pub async fn connect_with(addr: std::net::SocketAddr, secret: Option<&str>) -> Authed {
+    let inner = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
+    Authed { inner, bearer: secret.map(|t| format!("Bearer {t}").parse().unwrap()) }
+}
+
+/// An administrator's channel.
+pub async fn channel(s: &RunningServer) -> Authed {
+    let secret = token(s, Role::Admin).await;
+    connect_with(s.grpc_addr, Some(&secret)).await
+}
+
+/// A channel acting with the given role.
+pub async fn channel_as(s: &RunningServer, role: Role) -> Authed {
+    let secret = token(s, role).await;
+    connect_with(s.grpc_addr, Some(&secret)).await
 }
 
 pub fn truck(vin: &str, stage: proto::EmissionStage) -> proto::Vehicle {
@@ -68,7 +153,7 @@ pub fn record(vin: &str, t_ms: i64, lon: f64, lat: f64, down_nox: f64) -> proto:
 }
 
 /// Streams `batches` over one ingest stream and returns the acks in order.
-pub async fn stream_batches(ch: Channel, batches: Vec<proto::TelemetryBatch>) -> Vec<proto::BatchAck> {
+pub async fn stream_batches(ch: Authed, batches: Vec<proto::TelemetryBatch>) -> Vec<proto::BatchAck> {
     let mut client = proto::telemetry_ingest_client::TelemetryIngestClient::new(ch);
     let n = batches.len();
     let resp = client.stream(tokio_stream::iter(batches)).await.expect("stream opens");

@@ -733,6 +733,26 @@ impl Store for ScyllaStore {
         Ok(())
     }
 
+    async fn put_documents(&self, kind: &str, docs: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        for (id, body) in docs {
+            self.exec(&self.st().insert_document, (kind, id, body)).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_documents(&self, kind: &str, ids: Vec<String>) -> Result<(), StoreError> {
+        for id in ids {
+            self.exec(&self.st().delete_document, (kind, id)).await?;
+        }
+        Ok(())
+    }
+
+    async fn documents(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows: Vec<(String, Vec<u8>)> =
+            self.read_rows(&self.st().select_documents, (kind.to_string(),), usize::MAX).await?;
+        Ok(rows)
+    }
+
     async fn enterprise(&self, id: &str) -> Result<Option<Enterprise>, StoreError> {
         let row: Option<(Option<String>,)> = self.read_one(&self.st().select_enterprise, (id,)).await?;
         row.and_then(|r| r.0).map(|b| from_json("enterprise", b.as_bytes())).transpose()

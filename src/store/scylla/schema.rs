@@ -180,6 +180,18 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 5,
+        // Configuration documents managed through the API (zones as GeoJSON features, the
+        // exemption book): small, read whole at start, one partition per kind.
+        name: "documents by kind [zones, exemptions]",
+        statements: &["CREATE TABLE IF NOT EXISTS {ks}.documents (
+    kind text,
+    id text,
+    body blob,
+    PRIMARY KEY ((kind), id)
+)"],
+    },
+    Migration {
+        version: 6,
         // Clean transport (issue 6). Passages of both sources (telemetry and gate-system records)
         // keyed by their deterministic id within (enterprise, Beijing day): the v2 table's
         // clustering key (time, gate, vin) cannot hold a gate record without a VIN, nor two

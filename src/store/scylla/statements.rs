@@ -110,6 +110,13 @@ catalogue! {
         "INSERT INTO {ks}.enterprises (id, body) VALUES (?, ?)";
     select_enterprise: Read "enterprises" ["id"]
         "SELECT body FROM {ks}.enterprises WHERE id = ?";
+
+    insert_document: Write "documents" ["kind"]
+        "INSERT INTO {ks}.documents (kind, id, body) VALUES (?, ?, ?)";
+    delete_document: Write "documents" ["kind"]
+        "DELETE FROM {ks}.documents WHERE kind = ? AND id = ?";
+    select_documents: Read "documents" ["kind"]
+        "SELECT id, body FROM {ks}.documents WHERE kind = ?";
     insert_enterprise_by_bucket: Write "enterprises_by_bucket" ["bucket"]
         "INSERT INTO {ks}.enterprises_by_bucket (bucket, id, body) VALUES (?, ?, ?)";
     select_enterprises_page: Read "enterprises_by_bucket" ["bucket"]
