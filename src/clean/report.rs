@@ -85,7 +85,7 @@ impl RatioReport {
 /// Calls `f` with every reconciled passage of `[from, to)`, in time order within each day.
 pub async fn for_each_reconciled(
     store: &dyn Store,
-    lookup: &dyn VehicleLookup,
+    lookup: &(dyn VehicleLookup + Sync),
     enterprise_id: &str,
     from_ms: i64,
     to_ms: i64,
@@ -148,7 +148,7 @@ fn count(r: &Reconciled, counts: &mut PassageCounts, tallies: &mut BTreeMap<Carg
 /// The ratio report of one enterprise and period.
 pub async fn ratio_report(
     store: &dyn Store,
-    lookup: &dyn VehicleLookup,
+    lookup: &(dyn VehicleLookup + Sync),
     profile: &CleanProfile,
     period: &Period,
     window_ms: i64,
@@ -203,7 +203,7 @@ pub struct RankEntry {
 /// Ranks enterprises by one ratio, best first; enterprises without data last (by id).
 pub async fn rank(
     store: &dyn Store,
-    lookup: &dyn VehicleLookup,
+    lookup: &(dyn VehicleLookup + Sync),
     enterprises: Vec<Enterprise>,
     period: &Period,
     kind: RatioKind,
