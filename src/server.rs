@@ -32,6 +32,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("sample data: {0}")]
     Sample(#[from] crate::registry::RegistryError),
+    #[error("demo token: {0}")]
+    DemoToken(String),
     #[error("zones: {0}")]
     Zones(#[from] crate::zones::ZoneCatalogError),
     #[error("zone file {path}: {reason}")]
@@ -94,6 +96,7 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
     tracing::info!(vehicles = registry.len(), store = ?cfg.store.kind, "registry loaded");
     let zones = Arc::new(crate::zones::ZoneCatalog::load(store.clone()).await?);
     if opts.sample_data {
+        demo_token(&*store).await?;
         zones.import(crate::zones::SAMPLE_ZONES, Default::default()).await?;
         zones.set_exemptions(crate::zones::SAMPLE_EXEMPTIONS, false).await?;
     }
@@ -104,7 +107,7 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         zones.import(&text, req).await?;
     }
     let detectors = Arc::new(DetectorSet::with_zones(&cfg.rules, zones.registry()));
-    let pipeline = Pipeline::start(store.clone(), registry.clone(), detectors, &cfg.pipeline);
+    let pipeline = Pipeline::start(store.clone(), registry.clone(), detectors.clone(), &cfg.pipeline);
 
     let grpc_listener = TcpListener::bind(cfg.grpc_addr)
         .await
@@ -172,7 +175,14 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         ))
         .add_service(proto::zones_server::ZonesServer::new(crate::grpc::zones_svc::ZonesService::new(
             zones.clone(),
-        )));
+        )))
+        .add_service(proto::roadside_server::RoadsideServer::new(
+            crate::grpc::roadside_svc::RoadsideService::new(
+                registry.clone(),
+                detectors.clone(),
+                store.clone(),
+            ),
+        ));
 
     let http_state = crate::http::HttpState { desk, auth };
     let mut tasks = Vec::new();
@@ -237,6 +247,27 @@ where
     if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(signal).await {
         tracing::error!(error = %e, "HTTP server failed");
     }
+}
+
+/// With the demo data and no credentials yet, creates one admin token so a newcomer can call the
+/// API at once; the secret is printed once on stderr (only its hash is stored).
+async fn demo_token(store: &dyn Store) -> Result<(), ServerError> {
+    if !store.tokens().await?.is_empty() {
+        return Ok(());
+    }
+    let (token, secret) = crate::auth::create_token(
+        store,
+        crate::model::Role::Admin,
+        "demo admin (serve --sample-data)".into(),
+        "serve --sample-data",
+    )
+    .await
+    .map_err(|e| ServerError::DemoToken(e.to_string()))?;
+    eprintln!(
+        "\n  demo admin token {} (shown once; `smogwatch token revoke {}` to remove):\n  {secret}\n",
+        token.id, token.id
+    );
+    Ok(())
 }
 
 /// Deletes expired telemetry once an hour.

@@ -112,6 +112,8 @@ impl Target {
                 if let Some(w) = workers {
                     cfg.pipeline.workers = w;
                 }
+                // The load test measures ingest and detection; it calls as an anonymous admin.
+                cfg.auth.enabled = false;
                 cfg.hj1239.addr = Some("127.0.0.1:0".parse()?);
                 cfg.hj1239.layout = LayoutSetting::Hj1239;
                 cfg.hj1239.max_frames_per_s = GATEWAY_FRAMES_PER_S;
@@ -139,6 +141,8 @@ impl Target {
                     .env("SMOGWATCH_HTTP_ADDR", http_addr.to_string())
                     .env("SMOGWATCH_DATA_DIR", dir.path().join("data"))
                     .env("SMOGWATCH_RETENTION_DAYS", "0")
+                    // Ingest and detection are measured; clients call as an anonymous admin.
+                    .env("SMOGWATCH_AUTH__ENABLED", "false")
                     .env("SMOGWATCH_HJ1239__ADDR", hj1239_addr.to_string())
                     .env("SMOGWATCH_HJ1239__LAYOUT", "hj1239")
                     .env("SMOGWATCH_HJ1239__MAX_FRAMES_PER_S", GATEWAY_FRAMES_PER_S.to_string())

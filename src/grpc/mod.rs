@@ -4,6 +4,7 @@ pub mod clean_svc;
 pub mod convert;
 pub mod ingest;
 pub mod registry_svc;
+pub mod roadside_svc;
 pub mod violations_svc;
 pub mod zones_svc;
 
