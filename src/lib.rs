@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the map of the code and the data flow.
 pub mod auth;
+pub mod clean;
 pub mod config;
 pub mod detect;
 pub mod gateway;

@@ -11,6 +11,25 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum GateRecordsCommand {
+    /// Import a gate-system CSV export (columns: gate_id, plate, vin, time, direction,
+    /// emission_stage, fuel, cargo, tonnage; see src/clean/csv.rs). Prints one line per rejected
+    /// row (file line number and reason); re-importing a file stores nothing twice.
+    Import {
+        file: PathBuf,
+        /// gRPC address of the server, e.g. http://127.0.0.1:50051.
+        #[arg(long)]
+        server: String,
+        /// The enterprise whose gates the records come from.
+        #[arg(long)]
+        enterprise: String,
+        /// API token (admin, or the enterprise's own).
+        #[arg(long, env = "SMOGWATCH_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the service.
     Serve {
@@ -25,6 +44,12 @@ enum Command {
     Config {
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Clean-transport gate records: talks to a running server over gRPC (the embedded store
+    /// file is locked by the server).
+    GateRecords {
+        #[command(subcommand)]
+        command: GateRecordsCommand,
     },
     /// Manage API tokens. Works on the store directly, so run it while the server is stopped
     /// (the embedded store admits one process at a time).
@@ -123,6 +148,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Config { config } => {
             let cfg = smogwatch::config::Config::load(config.as_deref())?;
             println!("{}", toml::to_string_pretty(&cfg)?);
+        }
+        Command::GateRecords { command: GateRecordsCommand::Import { file, server, enterprise, token } } => {
+            import_gate_records(&file, &server, &enterprise, token.as_deref()).await?;
         }
         Command::Token { config, command } => {
             let cfg = smogwatch::config::Config::load(config.as_deref())?;
@@ -241,6 +269,53 @@ async fn token_command(cfg: &smogwatch::config::Config, command: TokenCommand) -
             eprintln!("revoked token {} ({})", t.id, t.label);
         }
     }
+    Ok(())
+}
+
+/// Parses the CSV locally (line-numbered errors), sends it in batches, prints every rejected row.
+async fn import_gate_records(
+    file: &std::path::Path,
+    server: &str,
+    enterprise: &str,
+    token: Option<&str>,
+) -> anyhow::Result<()> {
+    use smogwatch::proto::clean_transport_client::CleanTransportClient;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (records, mut errors) = smogwatch::clean::csv::parse(&text).context("reading the CSV header")?;
+    let channel = tonic::transport::Endpoint::from_shared(server.to_string())
+        .context("server address")?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    let bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = match token {
+        Some(t) => Some(format!("Bearer {t}").parse().context("token is not a valid header value")?),
+        None => None,
+    };
+    let mut client = CleanTransportClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        if let Some(b) = &bearer {
+            req.metadata_mut().insert("authorization", b.clone());
+        }
+        Ok(req)
+    });
+    let mut stored = 0u64;
+    for chunk in records.chunks(smogwatch::clean::gate_records::MAX_BATCH) {
+        let req = smogwatch::proto::SubmitGateRecordsRequest {
+            enterprise_id: enterprise.to_string(),
+            records: chunk.iter().map(smogwatch::grpc::clean_svc::gate_record_to_proto).collect(),
+        };
+        let resp = client.submit_gate_records(req).await.context("submitting gate records")?.into_inner();
+        stored += u64::from(resp.stored);
+        errors.extend(
+            resp.errors
+                .into_iter()
+                .map(|e| smogwatch::clean::gate_records::RowError { row: e.row, reason: e.reason }),
+        );
+    }
+    errors.sort_by_key(|e| e.row);
+    for e in &errors {
+        println!("line {}: {}", e.row, e.reason);
+    }
+    println!("{stored} stored, {} rejected", errors.len());
     Ok(())
 }
 

@@ -166,6 +166,13 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         )))
         .add_service(proto::violations_server::ViolationsServer::new(ViolationsService::new(desk.clone())))
         .add_service(proto::admin_server::AdminServer::new(AdminService::new(desk.clone())))
+        .add_service(proto::clean_transport_server::CleanTransportServer::new(
+            crate::grpc::clean_svc::CleanTransportService::new(
+                store.clone(),
+                registry.clone(),
+                zones.registry(),
+            ),
+        ))
         .add_service(proto::zones_server::ZonesServer::new(crate::grpc::zones_svc::ZonesService::new(
             zones.clone(),
         )))

@@ -9,9 +9,16 @@
 //!
 //! Times are relative to now (yesterday and the weeks before), so that TTL-based retention keeps
 //! them and look-back windows include them.
+use smogwatch::clean::gate_records::gate_record_id;
+use smogwatch::clean::{
+    Basis, CargoScope, CleanProfile, CleanTarget, Gate, GateDirection, GatePassage, NonRoadMode,
+    NonRoadVolume, PassageSource, RatioKind,
+};
+use smogwatch::geofence::{ParkPassage, PassageDirection};
 use smogwatch::model::{
     now_ms, Enterprise, TelemetryRecord, Vehicle, Vin, Violation, ViolationId, ViolationStatus,
 };
+use smogwatch::model::{EmissionStage, Fix};
 use smogwatch::store::{CommitBatch, Store, ViolationQuery, ViolationWrite};
 use std::sync::Arc;
 
@@ -406,6 +413,112 @@ pub mod cases {
         assert_eq!(s.vehicle_state(a).await.unwrap(), Some(vec![7]));
         assert_eq!(s.vehicles(None, 10).await.unwrap().len(), 1);
     }
+
+    /// Clean transport: a profile round-trips and is replaced whole.
+    pub async fn clean_profile_round_trip(h: Harness) {
+        let s = &*h.store;
+        assert_eq!(s.clean_profile("ENT-1").await.unwrap(), None);
+        let mut p = CleanProfile::new("ENT-1");
+        p.targets.push(CleanTarget {
+            year: 2025,
+            kind: RatioKind::CleanOrChinaVi,
+            basis: Basis::Tonnage,
+            fraction: 1.0,
+            strict: false,
+            scope: CargoScope::AllBulk,
+        });
+        p.gates.push(Gate {
+            id: "G1".into(),
+            park_zone_id: "PARK-1".into(),
+            name: "north".into(),
+            position: Some(Fix { lon: 121.8, lat: 29.93, valid: true }),
+            direction: GateDirection::Both,
+        });
+        s.put_clean_profile(p.clone()).await.unwrap();
+        assert_eq!(s.clean_profile("ENT-1").await.unwrap(), Some(p.clone()));
+        p.gates.clear();
+        s.put_clean_profile(p.clone()).await.unwrap();
+        assert_eq!(s.clean_profile("ENT-1").await.unwrap(), Some(p));
+        assert_eq!(s.clean_profile("ENT-2").await.unwrap(), None);
+    }
+
+    /// Passages of both sources: range bounds across a Beijing midnight, oldest first, one copy
+    /// per id however often written, enterprises kept apart, telemetry passages from `commit`.
+    pub async fn gate_passages_range_idempotence_and_commit(h: Harness) {
+        let s = &*h.store;
+        let mid = yesterday_midnight();
+        let gate = |t: i64, plate: &str, ent: &str| GatePassage {
+            id: gate_record_id("G1", plate, t, PassageDirection::In),
+            enterprise_id: ent.into(),
+            source: PassageSource::GateSystem,
+            time_ms: t,
+            direction: PassageDirection::In,
+            vin: None,
+            plate: plate.into(),
+            zone_id: "PARK-1".into(),
+            gate_id: "G1".into(),
+            claimed_stage: Some(EmissionStage::ChinaVI),
+            claimed_fuel: None,
+            cargo: "coal".into(),
+            tonnage: Some(31.5),
+            fix: None,
+        };
+        let ps = vec![
+            gate(mid - 1000, "浙B1", "ENT-1"),
+            gate(mid, "浙B2", "ENT-1"),
+            gate(mid + 1000, "浙B3", "ENT-1"),
+            gate(mid, "浙B9", "ENT-2"),
+        ];
+        s.put_gate_passages(ps.clone()).await.unwrap();
+        s.put_gate_passages(ps[..2].to_vec()).await.unwrap();
+        let park = ParkPassage {
+            zone_id: "PARK-1".into(),
+            enterprise_id: "ENT-1".into(),
+            vin: vin(1),
+            direction: PassageDirection::Out,
+            time_ms: mid + 500,
+            fix: Fix { lon: 121.8, lat: 29.93, valid: true },
+        };
+        for _ in 0..2 {
+            s.commit(CommitBatch { passages: vec![park.clone()], ..Default::default() }).await.unwrap();
+        }
+        let all = s.gate_passages("ENT-1", mid - DAY, mid + DAY, 100).await.unwrap();
+        let times: Vec<i64> = all.iter().map(|p| p.time_ms).collect();
+        assert_eq!(times, [mid - 1000, mid, mid + 500, mid + 1000], "oldest first, one copy each");
+        assert_eq!(all[0], ps[0], "round trip is lossless");
+        assert_eq!(all[2], GatePassage::from_park_passage(&park));
+        assert_eq!(all[2].source, PassageSource::Telemetry);
+        let window = s.gate_passages("ENT-1", mid, mid + 1000, 100).await.unwrap();
+        assert_eq!(window.iter().map(|p| p.time_ms).collect::<Vec<_>>(), [mid, mid + 500], "[from, to)");
+        assert_eq!(s.gate_passages("ENT-1", mid - DAY, mid + DAY, 2).await.unwrap().len(), 2, "limit");
+        let other = s.gate_passages("ENT-2", mid - DAY, mid + DAY, 100).await.unwrap();
+        assert_eq!(other, [ps[3].clone()]);
+        assert!(s.gate_passages("ENT-3", mid - DAY, mid + DAY, 100).await.unwrap().is_empty());
+    }
+
+    /// Non-road reports: everything overlapping the period, including one that started 300 days
+    /// earlier (in the previous year's partition when yesterday was early in the year);
+    /// resubmission replaces.
+    pub async fn non_road_volumes_overlap(h: Harness) {
+        let s = &*h.store;
+        let mid = yesterday_midnight();
+        let v = |from: i64, to: i64, t: f64| {
+            NonRoadVolume::new("ENT-1", from, to, NonRoadMode::Rail, t, Some(2), "").unwrap()
+        };
+        let long = v(mid - 300 * DAY, mid + DAY, 9000.0);
+        let day = v(mid, mid + DAY, 1000.0);
+        let before = v(mid - 3 * DAY, mid - 2 * DAY, 500.0);
+        for x in [&long, &day, &before] {
+            s.put_non_road_volume(x.clone()).await.unwrap();
+        }
+        s.put_non_road_volume(v(mid, mid + DAY, 1200.0)).await.unwrap();
+        let got = s.non_road_volumes("ENT-1", mid, mid + DAY).await.unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0], long);
+        assert_eq!(got[1].tonnage, 1200.0, "same enterprise, mode and period: replaced");
+        assert_eq!(s.non_road_volumes("ENT-1", mid - 3 * DAY, mid - 2 * DAY).await.unwrap().len(), 2);
+        assert!(s.non_road_volumes("ENT-2", mid, mid + DAY).await.unwrap().is_empty());
+    }
 }
 
 fn embedded_harness(dir: &std::path::Path) -> Harness {
@@ -470,6 +583,9 @@ conformance!(
     violations_newest_first_with_cursor_paging,
     violation_filters,
     expire_records_keeps_violations,
+    clean_profile_round_trip,
+    gate_passages_range_idempotence_and_commit,
+    non_road_volumes_overlap,
 );
 
 /// Present exactly when the Scylla half of the suite is NOT compiled in, so that a run without a

@@ -129,14 +129,14 @@ pub enum VehicleError {
 
 macro_rules! enum_map {
     ($name:ident, $to:ident, $proto:ty, $dom:ty, $field:literal, { $($p:ident => $d:ident),* $(,)? }) => {
-        fn $name(v: i32) -> Result<$dom, VehicleError> {
+        pub(crate) fn $name(v: i32) -> Result<$dom, VehicleError> {
             match <$proto>::try_from(v) {
                 $(Ok(<$proto>::$p) => Ok(<$dom>::$d),)*
                 #[allow(unreachable_patterns)]
                 _ => Err(VehicleError::Enum { field: $field, value: v }),
             }
         }
-        fn $to(v: $dom) -> i32 {
+        pub(crate) fn $to(v: $dom) -> i32 {
             match v { $(<$dom>::$d => <$proto>::$p as i32,)* }
         }
     };

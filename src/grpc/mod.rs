@@ -1,5 +1,6 @@
 //! The gRPC API (tonic): ingest, registry, violations; plus health and reflection.
 pub mod auth;
+pub mod clean_svc;
 pub mod convert;
 pub mod ingest;
 pub mod registry_svc;

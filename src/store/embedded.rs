@@ -7,6 +7,7 @@ use super::{
     Alert, CommitBatch, CommitOutcome, Store, StoreError, ViolationCursor, ViolationPage, ViolationQuery,
     ViolationWrite,
 };
+use crate::clean::{CleanProfile, GatePassage, NonRoadVolume, MAX_VOLUME_SPAN_MS};
 use crate::model::{
     violation_city, ApiToken, AuditEntry, Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation,
     ViolationId, ViolationReview,
@@ -23,6 +24,41 @@ const ENTERPRISES: TableDefinition<&str, &[u8]> = TableDefinition::new("enterpri
 const VIOLATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("violations");
 const VIOLATIONS_BY_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("violations_by_time");
 const VIOLATIONS_BY_VIN: TableDefinition<&[u8], ()> = TableDefinition::new("violations_by_vin");
+const CLEAN_PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("clean_profiles");
+/// Key: enterprise prefix + time + passage id (`passage_key`).
+const PASSAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("park_passages");
+/// Key: enterprise prefix + report start + report id.
+const VOLUMES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("non_road_volumes");
+
+/// Length-prefixed enterprise id: no id is a prefix of another's key range, whatever bytes ids
+/// hold (zone files carry free-text enterprise ids).
+fn enterprise_prefix(enterprise_id: &str) -> Vec<u8> {
+    let b = enterprise_id.as_bytes();
+    let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
+    let mut k = Vec::with_capacity(2 + b.len() + 8 + 32);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(&b[..usize::from(len)]);
+    k
+}
+
+fn timed_key(enterprise_id: &str, t: TimestampMs, id: &str) -> Vec<u8> {
+    let mut k = enterprise_prefix(enterprise_id);
+    k.extend_from_slice(&time_key(t));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn put_passage(t: &mut redb::Table<&[u8], &[u8]>, p: &GatePassage) -> Result<(), StoreError> {
+    t.insert(timed_key(&p.enterprise_id, p.time_ms, &p.id).as_slice(), to_json(p).as_slice())?;
+    Ok(())
+}
+
+impl<E: Into<redb::Error>> From<E> for StoreError {
+    fn from(e: E) -> Self {
+        StoreError::Engine(e.into().to_string())
+    }
+}
+
 /// Where the violation happened: police's main access path. Key: area code + start + id.
 const VIOLATIONS_BY_CITY: TableDefinition<&[u8], ()> = TableDefinition::new("violations_by_city");
 const VIOLATIONS_BY_COUNTY: TableDefinition<&[u8], ()> = TableDefinition::new("violations_by_county");
@@ -54,12 +90,6 @@ fn document_key(kind: &str, id: &str) -> Vec<u8> {
     k
 }
 
-impl<E: Into<redb::Error>> From<E> for StoreError {
-    fn from(e: E) -> Self {
-        StoreError::Engine(e.into().to_string())
-    }
-}
-
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -85,6 +115,9 @@ impl EmbeddedStore {
             tx.open_table(ALERTED)?;
             tx.open_table(AUDIT)?;
             tx.open_table(TOKENS)?;
+            tx.open_table(CLEAN_PROFILES)?;
+            tx.open_table(PASSAGES)?;
+            tx.open_table(VOLUMES)?;
             let mut meta = tx.open_table(META)?;
             let version = meta.get("schema_version")?.map(|g| g.value()).unwrap_or(1);
             if version < 2 {
@@ -155,6 +188,10 @@ impl EmbeddedStore {
                     next_seq += 1;
                 }
                 outcome.written_violations.push(v);
+            }
+            let mut passages = tx.open_table(PASSAGES)?;
+            for p in &batch.passages {
+                put_passage(&mut passages, &GatePassage::from_park_passage(p))?;
             }
         }
         tx.commit()?;
@@ -629,6 +666,109 @@ impl Store for EmbeddedStore {
             for e in t.iter()? {
                 let (_, raw) = e?;
                 out.push(from_json("api token", raw.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_clean_profile(&self, profile: CleanProfile) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            tx.open_table(CLEAN_PROFILES)?
+                .insert(profile.enterprise_id.as_str(), to_json(&profile).as_slice())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clean_profile(&self, enterprise_id: &str) -> Result<Option<CleanProfile>, StoreError> {
+        let id = enterprise_id.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(CLEAN_PROFILES)?;
+            t.get(id.as_str())?.map(|g| from_json("clean profile", g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_gate_passages(&self, passages: Vec<GatePassage>) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(PASSAGES)?;
+                for p in &passages {
+                    put_passage(&mut t, p)?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn gate_passages(
+        &self,
+        enterprise_id: &str,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+        limit: usize,
+    ) -> Result<Vec<GatePassage>, StoreError> {
+        let id = enterprise_id.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(PASSAGES)?;
+            let (lo, hi) = (timed_key(&id, from_ms, ""), timed_key(&id, to_ms, ""));
+            let mut out = Vec::new();
+            if from_ms >= to_ms {
+                return Ok(out);
+            }
+            for e in t.range(lo.as_slice()..hi.as_slice())?.take(limit) {
+                let (_, v) = e?;
+                out.push(from_json("park passage", v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_non_road_volume(&self, volume: NonRoadVolume) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            tx.open_table(VOLUMES)?.insert(
+                timed_key(&volume.enterprise_id, volume.from_ms, &volume.id).as_slice(),
+                to_json(&volume).as_slice(),
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn non_road_volumes(
+        &self,
+        enterprise_id: &str,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    ) -> Result<Vec<NonRoadVolume>, StoreError> {
+        let id = enterprise_id.to_string();
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(VOLUMES)?;
+            let mut out = Vec::new();
+            if from_ms >= to_ms {
+                return Ok(out);
+            }
+            // A report starts at most MAX_VOLUME_SPAN_MS before the end of anything it overlaps.
+            let lo = timed_key(&id, from_ms.saturating_sub(MAX_VOLUME_SPAN_MS), "");
+            let hi = timed_key(&id, to_ms, "");
+            for e in t.range(lo.as_slice()..hi.as_slice())? {
+                let (_, v) = e?;
+                let vol: NonRoadVolume = from_json("non-road volume", v.value())?;
+                if vol.to_ms > from_ms && vol.from_ms < to_ms {
+                    out.push(vol);
+                }
             }
             Ok(out)
         })

@@ -9,6 +9,7 @@ pub mod embedded;
 #[cfg(feature = "scylla")]
 pub mod scylla;
 
+use crate::clean::{CleanProfile, GatePassage, NonRoadVolume};
 use crate::model::{
     violation_city, ApiToken, AuditEntry, Enterprise, ReviewState, TelemetryRecord, TimestampMs, Vehicle,
     Vin, Violation, ViolationId, ViolationReview, ViolationStatus,
@@ -57,7 +58,8 @@ pub struct CommitBatch {
     pub violations: Vec<ViolationWrite>,
     /// Encoded per-vehicle detector state (`detect::VehicleState::encode`).
     pub states: Vec<(Vin, Vec<u8>)>,
-    /// Park entries/exits derived from the track (clean-transport gate passages).
+    /// Park entries/exits derived from the track (clean-transport gate passages), stored as
+    /// [`GatePassage`]s of source telemetry under deterministic ids (a replay stores one copy).
     pub passages: Vec<crate::geofence::ParkPassage>,
 }
 
@@ -250,6 +252,32 @@ pub trait Store: Send + Sync + 'static {
     async fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError>;
     /// Every credential, revoked ones included (there are few: people and platforms, not vehicles).
     async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+
+    /// Clean-transport targets and gates of an enterprise (replaces the stored profile).
+    async fn put_clean_profile(&self, profile: CleanProfile) -> Result<(), StoreError>;
+    async fn clean_profile(&self, enterprise_id: &str) -> Result<Option<CleanProfile>, StoreError>;
+
+    /// Upserts park passages by id (gate-system records; telemetry passages arrive by `commit`).
+    async fn put_gate_passages(&self, passages: Vec<GatePassage>) -> Result<(), StoreError>;
+    /// An enterprise's passages (both sources) with `from_ms <= time < to_ms`, oldest first
+    /// (then by id), at most `limit`.
+    async fn gate_passages(
+        &self,
+        enterprise_id: &str,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+        limit: usize,
+    ) -> Result<Vec<GatePassage>, StoreError>;
+
+    /// Upserts a non-road volume report by id.
+    async fn put_non_road_volume(&self, volume: NonRoadVolume) -> Result<(), StoreError>;
+    /// An enterprise's non-road reports overlapping `[from_ms, to_ms)`, by start then id.
+    async fn non_road_volumes(
+        &self,
+        enterprise_id: &str,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    ) -> Result<Vec<NonRoadVolume>, StoreError>;
 
     /// Deletes telemetry older than `before_ms`; violations, states and registry are kept.
     /// Returns the number of records removed.

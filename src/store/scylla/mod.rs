@@ -52,6 +52,7 @@ mod merge;
 pub mod schema;
 pub mod statements;
 
+use crate::clean::{CleanProfile, GatePassage, NonRoadVolume, MAX_VOLUME_SPAN_MS};
 use crate::config::{ConsistencyLevel, ScyllaConfig, SerialConsistencyLevel};
 use crate::model::{
     city_of_county, now_ms, ApiToken, AuditEntry, Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin,
@@ -270,6 +271,8 @@ pub struct CommitPlan {
     pub partitions: BTreeMap<(Vin, i32), Vec<TelemetryRecord>>,
     pub states: Vec<(Vin, Vec<u8>)>,
     pub violations: Vec<ViolationWrite>,
+    /// Telemetry park passages in their stored form (upserts by id: order does not matter).
+    pub passages: Vec<GatePassage>,
 }
 
 pub fn plan_commit(batch: CommitBatch) -> CommitPlan {
@@ -291,6 +294,7 @@ pub fn plan_commit(batch: CommitBatch) -> CommitPlan {
             }
         }
     }
+    plan.passages = batch.passages.iter().map(GatePassage::from_park_passage).collect();
     let mut by_id: HashMap<ViolationId, usize> = HashMap::new();
     for w in batch.violations {
         let id = w.violation().id.clone();
@@ -730,6 +734,9 @@ impl ScyllaStore {
         }
         for (vin, state) in &plan.states {
             writes.push(Box::pin(self.exec(&self.st().insert_state, statements::state_row(vin, state))));
+        }
+        for p in &plan.passages {
+            writes.push(Box::pin(self.exec(&self.st().insert_park_passage, statements::park_passage_row(p))));
         }
         let concurrency = self.inner.concurrency;
         let records_and_states =
@@ -1315,6 +1322,90 @@ impl Store for ScyllaStore {
         let rows: Vec<(Option<String>,)> =
             self.read_rows(&self.st().select_tokens, (TOKEN_SHARD,), usize::MAX).await?;
         rows.into_iter().filter_map(|r| r.0).map(|b| from_json("api token", b.as_bytes())).collect()
+    }
+
+    async fn put_clean_profile(&self, profile: CleanProfile) -> Result<(), StoreError> {
+        Ok(self.exec(&self.st().insert_clean_profile, statements::clean_profile_row(&profile)).await?)
+    }
+
+    async fn clean_profile(&self, enterprise_id: &str) -> Result<Option<CleanProfile>, StoreError> {
+        let row: Option<(Option<String>,)> =
+            self.read_one(&self.st().select_clean_profile, (enterprise_id,)).await?;
+        row.and_then(|r| r.0).map(|b| from_json("clean profile", b.as_bytes())).transpose()
+    }
+
+    async fn put_gate_passages(&self, passages: Vec<GatePassage>) -> Result<(), StoreError> {
+        let rows: Vec<_> = passages.iter().map(statements::park_passage_row).collect();
+        let writes: Vec<WriteFuture<'_>> = rows
+            .into_iter()
+            .map(|r| -> WriteFuture<'_> { Box::pin(self.exec(&self.st().insert_park_passage, r)) })
+            .collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(self.inner.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Day partitions in order, each read with the time bounds clipped to the range.
+    async fn gate_passages(
+        &self,
+        enterprise_id: &str,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+        limit: usize,
+    ) -> Result<Vec<GatePassage>, StoreError> {
+        let (lo, hi) =
+            (from_ms.max(MIN_VALID_MS), to_ms.min(now_ms().saturating_add(MAX_FUTURE_MS + DAY_MS)));
+        let mut out = Vec::new();
+        if lo >= hi || limit == 0 {
+            return Ok(out);
+        }
+        for day in day_bucket(lo)..=day_bucket(hi - 1) {
+            let remaining = limit - out.len();
+            let values = (enterprise_id, day, lo, hi, statements::limit_i32(remaining));
+            let rows: Vec<(String,)> =
+                self.read_rows(&self.st().select_park_passages, values, remaining).await?;
+            for (body,) in rows {
+                out.push(from_json("park passage", body.as_bytes())?);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_non_road_volume(&self, volume: NonRoadVolume) -> Result<(), StoreError> {
+        Ok(self.exec(&self.st().insert_non_road_volume, statements::non_road_volume_row(&volume)).await?)
+    }
+
+    /// Reads the year partitions that can hold an overlapping report (reports span ≤ 366 days).
+    async fn non_road_volumes(
+        &self,
+        enterprise_id: &str,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    ) -> Result<Vec<NonRoadVolume>, StoreError> {
+        let mut out = Vec::new();
+        if from_ms >= to_ms {
+            return Ok(out);
+        }
+        let first = statements::volume_year(from_ms.saturating_sub(MAX_VOLUME_SPAN_MS).max(MIN_VALID_MS));
+        let last = statements::volume_year(to_ms.saturating_sub(1).max(MIN_VALID_MS));
+        for year in first..=last {
+            let rows: Vec<(String,)> = self
+                .read_rows(&self.st().select_non_road_volumes, (enterprise_id, year, to_ms), usize::MAX)
+                .await?;
+            for (body,) in rows {
+                let v: NonRoadVolume = from_json("non-road volume", body.as_bytes())?;
+                if v.to_ms > from_ms {
+                    out.push(v);
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.from_ms, &a.id).cmp(&(b.from_ms, &b.id)));
+        Ok(out)
     }
 
     /// Nothing to do: telemetry carries a TTL (`retention - age` at write time) and expires on its

@@ -245,6 +245,39 @@ pub const MIGRATIONS: &[Migration] = &[
 )",
         ],
     },
+    Migration {
+        version: 7,
+        // Clean transport (issue 6). Passages of both sources (telemetry and gate-system records)
+        // keyed by their deterministic id within (enterprise, Beijing day): the v2 table's
+        // clustering key (time, gate, vin) cannot hold a gate record without a VIN, nor two
+        // directions at one instant. Non-road reports are filed under the Beijing year they
+        // start in (a report spans at most 366 days, so a period reads at most its years and
+        // the one before). Profiles (targets and gates) are one small row per enterprise.
+        name: "clean transport: park_passages, non_road_volumes, clean_profiles",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {ks}.park_passages (
+    enterprise_id text,
+    day int,
+    time_ms bigint,
+    id text,
+    body text,
+    PRIMARY KEY ((enterprise_id, day), time_ms, id)
+) WITH CLUSTERING ORDER BY (time_ms ASC, id ASC)",
+            "CREATE TABLE IF NOT EXISTS {ks}.non_road_volumes (
+    enterprise_id text,
+    year int,
+    from_ms bigint,
+    id text,
+    body text,
+    PRIMARY KEY ((enterprise_id, year), from_ms, id)
+) WITH CLUSTERING ORDER BY (from_ms ASC, id ASC)",
+            "CREATE TABLE IF NOT EXISTS {ks}.clean_profiles (
+    enterprise_id text,
+    body text,
+    PRIMARY KEY ((enterprise_id))
+)",
+        ],
+    },
 ];
 
 /// The bookkeeping table itself (created before any migration runs).
@@ -468,6 +501,9 @@ mod tests {
         assert_eq!(keys["gate_passages"], ["enterprise_id", "day"]);
         assert_eq!(keys["audit_log"], ["day", "shard"]);
         assert_eq!(keys["api_tokens"], ["token_hash"]);
+        assert_eq!(keys["park_passages"], ["enterprise_id", "day"]);
+        assert_eq!(keys["non_road_volumes"], ["enterprise_id", "year"]);
+        assert_eq!(keys["clean_profiles"], ["enterprise_id"]);
         assert_eq!(keys["violations_by_day"], ["day", "shard"]);
         assert_eq!(keys["telemetry"], ["vin", "day"]);
         assert_eq!(keys["sequences"], ["id"]);

@@ -8,6 +8,7 @@ use super::keys::{
 };
 use super::schema::render;
 use super::ScyllaError;
+use crate::clean::{CleanProfile, GatePassage, NonRoadVolume};
 use crate::model::{violation_city, Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation};
 use crate::store::codec::{encode_record, to_json};
 use ::scylla::client::session::Session;
@@ -165,6 +166,21 @@ catalogue! {
     /// [API-token feature]
     insert_api_token: Write "api_tokens" ["token_hash"]
         "INSERT INTO {ks}.api_tokens (token_hash, name, scopes, created_ms, revoked) VALUES (?, ?, ?, ?, ?)";
+    /// Clean transport: one park passage (either source), upsert by deterministic id.
+    insert_park_passage: Write "park_passages" ["enterprise_id", "day"]
+        "INSERT INTO {ks}.park_passages (enterprise_id, day, time_ms, id, body) VALUES (?, ?, ?, ?, ?)";
+    /// An enterprise's passages of one day within [from, to), oldest first.
+    select_park_passages: Read "park_passages" ["enterprise_id", "day"]
+        "SELECT body FROM {ks}.park_passages WHERE enterprise_id = ? AND day = ? AND time_ms >= ? AND time_ms < ? LIMIT ?";
+    insert_non_road_volume: Write "non_road_volumes" ["enterprise_id", "year"]
+        "INSERT INTO {ks}.non_road_volumes (enterprise_id, year, from_ms, id, body) VALUES (?, ?, ?, ?, ?)";
+    /// An enterprise's non-road reports filed under one year that start before `to`.
+    select_non_road_volumes: Read "non_road_volumes" ["enterprise_id", "year"]
+        "SELECT body FROM {ks}.non_road_volumes WHERE enterprise_id = ? AND year = ? AND from_ms < ?";
+    insert_clean_profile: Write "clean_profiles" ["enterprise_id"]
+        "INSERT INTO {ks}.clean_profiles (enterprise_id, body) VALUES (?, ?)";
+    select_clean_profile: Read "clean_profiles" ["enterprise_id"]
+        "SELECT body FROM {ks}.clean_profiles WHERE enterprise_id = ?";
     /// [API-token feature]
     select_api_token: Read "api_tokens" ["token_hash"]
         "SELECT name, scopes, created_ms, revoked FROM {ks}.api_tokens WHERE token_hash = ?";
@@ -246,6 +262,9 @@ pub const STORE_READS: &[(&str, &[&str])] = &[
     ("tokens", &["select_tokens"]),
     ("upsert_vehicle (index maintenance)", &["select_vehicle"]),
     ("commit (enterprise of a violation)", &["select_vehicle"]),
+    ("clean_profile", &["select_clean_profile"]),
+    ("gate_passages", &["select_park_passages"]),
+    ("non_road_volumes", &["select_non_road_volumes"]),
 ];
 
 // ---- bind values -----------------------------------------------------------------------------
@@ -271,6 +290,36 @@ pub fn records_query(
     limit: usize,
 ) -> (String, i32, i64, i64, i32) {
     (vin.as_str().to_string(), day, from_ms, to_ms, limit_i32(limit))
+}
+
+/// Values of `insert_park_passage`: partition by the Beijing day of the passage.
+pub fn park_passage_row(p: &GatePassage) -> (String, i32, i64, String, String) {
+    (
+        p.enterprise_id.clone(),
+        day_bucket(p.time_ms),
+        p.time_ms,
+        p.id.clone(),
+        String::from_utf8_lossy(&to_json(p)).into_owned(),
+    )
+}
+
+/// Partition of a non-road report: the Beijing year it starts in.
+pub fn volume_year(from_ms: TimestampMs) -> i32 {
+    month_bucket(from_ms) / 100
+}
+
+pub fn non_road_volume_row(v: &NonRoadVolume) -> (String, i32, i64, String, String) {
+    (
+        v.enterprise_id.clone(),
+        volume_year(v.from_ms),
+        v.from_ms,
+        v.id.clone(),
+        String::from_utf8_lossy(&to_json(v)).into_owned(),
+    )
+}
+
+pub fn clean_profile_row(p: &CleanProfile) -> (String, String) {
+    (p.enterprise_id.clone(), String::from_utf8_lossy(&to_json(p)).into_owned())
 }
 
 pub fn limit_i32(limit: usize) -> i32 {
