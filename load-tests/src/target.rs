@@ -118,7 +118,9 @@ impl Target {
                 cfg.hj1239.layout = LayoutSetting::Hj1239;
                 cfg.hj1239.max_frames_per_s = GATEWAY_FRAMES_PER_S;
                 cfg.hj1239.frame_burst = GATEWAY_FRAMES_PER_S;
-                let server = start(cfg, Options { sample_data: false }).await?;
+                // The sample zones (approximate district and county zones of the 11 cities) are what
+                // planted R1 offenders drive into.
+                let server = start(cfg, Options { sample_data: true }).await?;
                 Ok(Target {
                     grpc_addr: server.grpc_addr,
                     hj1239_addr: server.hj1239_addr,
@@ -137,6 +139,7 @@ impl Target {
                 let log = std::fs::File::create(dir.path().join("server.log"))?;
                 let mut cmd = tokio::process::Command::new(&bin);
                 cmd.arg("serve")
+                    .arg("--sample-data")
                     .env("SMOGWATCH_GRPC_ADDR", grpc_addr.to_string())
                     .env("SMOGWATCH_HTTP_ADDR", http_addr.to_string())
                     .env("SMOGWATCH_DATA_DIR", dir.path().join("data"))

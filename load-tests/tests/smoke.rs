@@ -35,3 +35,19 @@ async fn smoke_scenario_over_hj1239_finds_every_planted_r3() {
     assert_eq!(q.recall, Some(1.0), "misses: {:#?}", q.misses);
     assert_eq!(q.false_alarms, 0, "false alarms: {:#?}", q.false_alarm_list);
 }
+
+/// Every planted rule at once (R1 zone entries against the sample zones, R2 smoke, R4 tampering,
+/// R6 unregistered machines, offline gaps with reissue): all found, nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_scenario_with_every_plant_finds_all_and_nothing_else() {
+    use smogwatch_load_tests::plant::PlantFlags;
+    let sc = Scenario { quiet: true, vehicles: 400, flags: PlantFlags::all(), ..Scenario::smoke() };
+    let report = run(sc).await.expect("smoke scenario with every plant runs");
+    assert!(report.throughput.errors.is_empty(), "{:?}", report.throughput.errors);
+    let q = &report.quality;
+    for rule in ["R1", "R2.opacity", "R4.scr_ineffective", "R4.reagent_empty", "R6.unregistered"] {
+        assert!(q.by_rule[rule].planted >= 1, "{rule} must be planted: {:?}", q.by_rule[rule]);
+    }
+    assert_eq!(q.recall, Some(1.0), "misses: {:#?}", q.misses);
+    assert_eq!(q.false_alarms, 0, "false alarms: {:#?}", q.false_alarm_list);
+}
