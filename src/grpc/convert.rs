@@ -3,27 +3,35 @@
 use crate::model::*;
 use crate::proto;
 
+/// The engine data stream has the same fields, in the same units, in the API and the domain:
+/// one list keeps the two conversions from drifting apart.
+macro_rules! copy_engine {
+    ($e:ident => $($ty:tt)+) => {
+        $($ty)+ {
+            vehicle_speed_kmh: $e.vehicle_speed_kmh,
+            atmospheric_pressure_kpa: $e.atmospheric_pressure_kpa,
+            engine_torque_pct: $e.engine_torque_pct,
+            friction_torque_pct: $e.friction_torque_pct,
+            engine_speed_rpm: $e.engine_speed_rpm,
+            fuel_flow_lph: $e.fuel_flow_lph,
+            scr_upstream_nox_ppm: $e.scr_upstream_nox_ppm,
+            scr_downstream_nox_ppm: $e.scr_downstream_nox_ppm,
+            reagent_remaining_pct: $e.reagent_remaining_pct,
+            intake_air_flow_kgph: $e.intake_air_flow_kgph,
+            scr_inlet_temp_c: $e.scr_inlet_temp_c,
+            scr_outlet_temp_c: $e.scr_outlet_temp_c,
+            dpf_pressure_diff_kpa: $e.dpf_pressure_diff_kpa,
+            coolant_temp_c: $e.coolant_temp_c,
+            fuel_level_pct: $e.fuel_level_pct,
+            odometer_km: $e.odometer_km,
+        }
+    };
+}
+
 pub fn record_from_proto(p: proto::TelemetryRecord) -> Result<TelemetryRecord, RecordError> {
     let vin = Vin::parse(&p.vin)?;
     let fix = p.position.map(|pos| Fix { lon: pos.longitude, lat: pos.latitude, valid: pos.valid });
-    let engine = p.engine.map(|e| EngineData {
-        vehicle_speed_kmh: e.vehicle_speed_kmh,
-        atmospheric_pressure_kpa: e.atmospheric_pressure_kpa,
-        engine_torque_pct: e.engine_torque_pct,
-        friction_torque_pct: e.friction_torque_pct,
-        engine_speed_rpm: e.engine_speed_rpm,
-        fuel_flow_lph: e.fuel_flow_lph,
-        scr_upstream_nox_ppm: e.scr_upstream_nox_ppm,
-        scr_downstream_nox_ppm: e.scr_downstream_nox_ppm,
-        reagent_remaining_pct: e.reagent_remaining_pct,
-        intake_air_flow_kgph: e.intake_air_flow_kgph,
-        scr_inlet_temp_c: e.scr_inlet_temp_c,
-        scr_outlet_temp_c: e.scr_outlet_temp_c,
-        dpf_pressure_diff_kpa: e.dpf_pressure_diff_kpa,
-        coolant_temp_c: e.coolant_temp_c,
-        fuel_level_pct: e.fuel_level_pct,
-        odometer_km: e.odometer_km,
-    });
+    let engine = p.engine.map(|e| copy_engine!(e => EngineData));
     let obd = p.obd.map(obd_from_proto);
     let stream_kind = match proto::EngineStreamKind::try_from(p.stream_kind) {
         Ok(proto::EngineStreamKind::Diesel) => EngineStreamKind::Diesel,
@@ -65,24 +73,7 @@ pub fn record_to_proto(r: &TelemetryRecord) -> proto::TelemetryRecord {
         vin: r.vin.to_string(),
         time_ms: r.time_ms,
         position: r.fix.map(fix_to_proto),
-        engine: r.engine.map(|e| proto::EngineData {
-            vehicle_speed_kmh: e.vehicle_speed_kmh,
-            atmospheric_pressure_kpa: e.atmospheric_pressure_kpa,
-            engine_torque_pct: e.engine_torque_pct,
-            friction_torque_pct: e.friction_torque_pct,
-            engine_speed_rpm: e.engine_speed_rpm,
-            fuel_flow_lph: e.fuel_flow_lph,
-            scr_upstream_nox_ppm: e.scr_upstream_nox_ppm,
-            scr_downstream_nox_ppm: e.scr_downstream_nox_ppm,
-            reagent_remaining_pct: e.reagent_remaining_pct,
-            intake_air_flow_kgph: e.intake_air_flow_kgph,
-            scr_inlet_temp_c: e.scr_inlet_temp_c,
-            scr_outlet_temp_c: e.scr_outlet_temp_c,
-            dpf_pressure_diff_kpa: e.dpf_pressure_diff_kpa,
-            coolant_temp_c: e.coolant_temp_c,
-            fuel_level_pct: e.fuel_level_pct,
-            odometer_km: e.odometer_km,
-        }),
+        engine: r.engine.map(|e| copy_engine!(e => proto::EngineData)),
         obd: r.obd.as_ref().map(|o| proto::ObdInfo {
             protocol: match o.protocol {
                 ObdProtocol::Unknown => proto::ObdProtocol::Unspecified,

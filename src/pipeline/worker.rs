@@ -177,6 +177,7 @@ impl Worker {
         let mut touched: Vec<Vin> = Vec::new();
         let mut late_records: HashMap<Vin, Vec<TelemetryRecord>> = HashMap::new();
         let mut found = Vec::new();
+        let mut cached: Option<(Vin, Option<std::sync::Arc<crate::model::Vehicle>>)> = None;
         for rec in records {
             let vin = rec.vin;
             self.ensure_state(vin).await?;
@@ -185,8 +186,12 @@ impl Worker {
                 late_records.entry(vin).or_default().push(rec);
                 continue;
             }
-            if let Some(vehicle) = self.registry.get(&vin) {
-                let obs = Observation { vehicle: &vehicle, record: &rec, received_ms };
+            // Batches are mostly one vehicle's records: look the registry up once per run of a VIN.
+            if cached.as_ref().is_none_or(|(v, _)| *v != vin) {
+                cached = Some((vin, self.registry.get(&vin)));
+            }
+            if let Some(vehicle) = cached.as_ref().and_then(|(_, v)| v.as_deref()) {
+                let obs = Observation { vehicle, record: &rec, received_ms };
                 self.detectors.observe_with_passages(state, &obs, &mut found, &mut batch.passages);
             } else {
                 // De-registered between validation and now: keep the data, evaluate nothing.
