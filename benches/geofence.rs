@@ -98,10 +98,23 @@ fn cpu_rate(set: &ZoneSet, pts: &[(f64, f64)]) -> Option<f64> {
 }
 
 fn zone_set(c: &mut Criterion) {
-    let set = match ZoneSet::build(zones(10_000), ExemptionBook::default()) {
+    let zs = zones(10_000);
+    let vertices: usize = zs.iter().map(|z| z.geometry.0[0].exterior().0.len() - 1).sum();
+    let t = std::time::Instant::now();
+    let set = match ZoneSet::build(zs, ExemptionBook::default()) {
         Ok(s) => s,
         Err(e) => panic!("bench zones are valid: {e}"),
     };
+    eprintln!(
+        "10,000 zones, {vertices} vertices: index built in {:.2} s, {} edge-band incidences ({:.0} MB)",
+        t.elapsed().as_secs_f64(),
+        set.stored_edges(),
+        set.stored_edges() as f64 * 32.0 / 1e6
+    );
+    let t = std::time::Instant::now();
+    let edited = set.with_upserted(zones(1));
+    eprintln!("one zone replaced (the other 9,999 copied, not prepared): {:.3} s", t.elapsed().as_secs_f64());
+    drop(edited);
     let pts = points(10_000, 7);
     let hits: usize = pts
         .iter()

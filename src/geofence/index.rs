@@ -2,8 +2,8 @@
 //!
 //! Lookup is two-stage: the bounding boxes of every zone part (each polygon of a multipolygon is a
 //! separate entry, so a city made of a mainland and islands does not produce one huge box) give
-//! candidates; each candidate is then tested exactly with its [`PreparedPolygon`]. Boundary
-//! semantics are those of [`super::pip`].
+//! candidates; each candidate is then tested exactly with its prepared polygon
+//! ([`super::pip`]), whose boundary semantics apply.
 //!
 //! The part boxes are held in one rstar R-tree (envelope queries, and the reference for
 //! point queries) and flattened into a uniform grid for point queries: `benches/geofence.rs`
@@ -12,35 +12,25 @@
 //! part size and its cell count is capped, so a sparse zone set spread over the country stays
 //! small (dense cells then just hold more candidates).
 //!
-//! A `ZoneSet` is never mutated: edits produce a new set (sharing unchanged zones and their
-//! prepared polygons through `Arc`) that [`ZoneRegistry`](super::ZoneRegistry) swaps in atomically.
+//! Memory layout is what the point query costs (the arithmetic is a few dozen flops): a grid
+//! item carries its part's bounding box and band parameters inline, and the bands and edges of
+//! every part of every zone live in two flat arrays ([`PackedParts`]). A candidate thus costs
+//! the grid cell, one band-table entry and the band's edges, with no pointer to follow.
+//!
+//! A `ZoneSet` is never mutated: edits produce a new set (sharing unchanged zones through `Arc`
+//! and copying their prepared parts, not preparing them again) that
+//! [`ZoneRegistry`](super::ZoneRegistry) swaps in atomically.
 use super::exemption::{Exemption, ExemptionBook};
-use super::pip::PreparedPolygon;
+use super::pip::{Band, Edge, PolygonHead, PolygonRef, PreparedPolygon};
 use super::zone::{Zone, ZoneError};
 use crate::model::{TimestampMs, Vehicle};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{RTree, RTreeObject};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
-/// A zone and its prepared polygons (one per part), shared between snapshots.
-#[derive(Debug)]
-pub struct PreparedZone {
-    pub zone: Zone,
-    parts: Vec<PreparedPolygon>,
-}
-
-impl PreparedZone {
-    pub fn new(zone: Zone) -> Self {
-        let parts = zone.geometry.0.iter().map(PreparedPolygon::new).collect();
-        PreparedZone { zone, parts }
-    }
-
-    pub fn contains(&self, lon: f64, lat: f64) -> bool {
-        self.parts.iter().any(|p| p.contains(lon, lat))
-    }
-}
-
+/// A part's box with (zone, part) indexes.
 type PartEntry = GeomWithData<Rectangle<[f64; 2]>, (u32, u32)>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,17 +39,91 @@ pub enum ZoneSetError {
     DuplicateId(String),
     #[error("zone {id:?}: {source}")]
     Invalid { id: String, source: ZoneError },
-    #[error("more than u32::MAX zones")]
+    #[error("more than u32::MAX zones, parts or edges")]
     TooMany,
+}
+
+/// The prepared polygons of every part of every zone, packed: part `i` is `heads[i]` read against
+/// the shared band and edge tables.
+#[derive(Debug, Default)]
+struct PackedParts {
+    heads: Vec<PolygonHead>,
+    bands: Vec<Band>,
+    edges: Vec<Edge>,
+}
+
+impl PackedParts {
+    fn get(&self, part: u32) -> Option<PolygonRef<'_>> {
+        let head = self.heads.get(part as usize)?;
+        Some(PolygonRef { head, bands: &self.bands, edges: &self.edges })
+    }
+
+    fn push(&mut self, p: PolygonRef<'_>) -> Result<u32, ZoneSetError> {
+        let part = u32::try_from(self.heads.len()).map_err(|_| ZoneSetError::TooMany)?;
+        let head = p.pack_into(&mut self.bands, &mut self.edges).ok_or(ZoneSetError::TooMany)?;
+        self.heads.push(head);
+        Ok(part)
+    }
+}
+
+/// The spatial side of a snapshot, shared by snapshots that differ only in exemptions.
+#[derive(Debug, Default)]
+struct Index {
+    parts: PackedParts,
+    /// `zone_parts[z]`: the range of `parts` holding zone `z`'s polygons.
+    zone_parts: Vec<Range<u32>>,
+    tree: RTree<PartEntry>,
+    grid: Grid,
+}
+
+/// Where a zone's prepared parts come from when a snapshot is built.
+enum Source<'a> {
+    Prepare,
+    CopyFrom(&'a Index, Range<u32>),
+}
+
+impl Index {
+    fn build(zones: &[(Arc<Zone>, Source<'_>)]) -> Result<Index, ZoneSetError> {
+        let mut parts = PackedParts::default();
+        let mut zone_parts = Vec::with_capacity(zones.len());
+        let mut entries = Vec::new();
+        for (i, (z, source)) in zones.iter().enumerate() {
+            let zi = u32::try_from(i).map_err(|_| ZoneSetError::TooMany)?;
+            let first = u32::try_from(parts.heads.len()).map_err(|_| ZoneSetError::TooMany)?;
+            match source {
+                Source::Prepare => {
+                    for poly in &z.geometry.0 {
+                        parts.push(PreparedPolygon::new(poly).as_ref())?;
+                    }
+                }
+                Source::CopyFrom(old, range) => {
+                    for p in range.clone() {
+                        if let Some(r) = old.parts.get(p) {
+                            parts.push(r)?;
+                        }
+                    }
+                }
+            }
+            let last = u32::try_from(parts.heads.len()).map_err(|_| ZoneSetError::TooMany)?;
+            for p in first..last {
+                let Some([x0, y0, x1, y1]) = parts.get(p).map(|r| r.head.bbox()) else { continue };
+                if x0 <= x1 && y0 <= y1 {
+                    entries.push(GeomWithData::new(Rectangle::from_corners([x0, y0], [x1, y1]), (zi, p)));
+                }
+            }
+            zone_parts.push(first..last);
+        }
+        let grid = Grid::new(&entries, &parts);
+        Ok(Index { parts, zone_parts, tree: RTree::bulk_load(entries), grid })
+    }
 }
 
 /// Immutable snapshot: zones, their index, and the exemptions in force.
 #[derive(Debug, Default)]
 pub struct ZoneSet {
-    zones: Vec<Arc<PreparedZone>>,
+    zones: Vec<Arc<Zone>>,
     by_id: HashMap<String, u32>,
-    tree: RTree<PartEntry>,
-    grid: Grid,
+    index: Arc<Index>,
     exemptions: Arc<ExemptionBook>,
     version: u64,
 }
@@ -77,65 +141,68 @@ impl ZoneSet {
         for z in &zones {
             z.validate().map_err(|source| ZoneSetError::Invalid { id: z.id.clone(), source })?;
         }
-        let prepared = zones.into_iter().map(|z| Arc::new(PreparedZone::new(z))).collect();
-        Self::from_prepared(prepared, Arc::new(exemptions), 1)
+        let sources = zones.into_iter().map(|z| (Arc::new(z), Source::Prepare)).collect();
+        Self::assemble(sources, Arc::new(exemptions), 1)
     }
 
-    fn from_prepared(
-        zones: Vec<Arc<PreparedZone>>,
+    fn assemble(
+        sources: Vec<(Arc<Zone>, Source<'_>)>,
         exemptions: Arc<ExemptionBook>,
         version: u64,
     ) -> Result<Self, ZoneSetError> {
-        let mut by_id = HashMap::with_capacity(zones.len());
-        let mut entries = Vec::new();
-        for (i, z) in zones.iter().enumerate() {
+        let mut by_id = HashMap::with_capacity(sources.len());
+        for (i, (z, _)) in sources.iter().enumerate() {
             let zi = u32::try_from(i).map_err(|_| ZoneSetError::TooMany)?;
-            if by_id.insert(z.zone.id.clone(), zi).is_some() {
-                return Err(ZoneSetError::DuplicateId(z.zone.id.clone()));
-            }
-            for (pi, part) in z.parts.iter().enumerate() {
-                let [x0, y0, x1, y1] = part.bbox();
-                if !(x0 <= x1 && y0 <= y1) {
-                    continue; // empty part
-                }
-                let pi = u32::try_from(pi).map_err(|_| ZoneSetError::TooMany)?;
-                entries.push(GeomWithData::new(Rectangle::from_corners([x0, y0], [x1, y1]), (zi, pi)));
+            if by_id.insert(z.id.clone(), zi).is_some() {
+                return Err(ZoneSetError::DuplicateId(z.id.clone()));
             }
         }
-        let grid = Grid::new(&entries);
-        Ok(ZoneSet { zones, by_id, tree: RTree::bulk_load(entries), grid, exemptions, version })
+        let index = Arc::new(Index::build(&sources)?);
+        let zones = sources.into_iter().map(|(z, _)| z).collect();
+        Ok(ZoneSet { zones, by_id, index, exemptions, version })
+    }
+
+    /// Zone `i` of this snapshot, to be carried into the next one without preparing it again.
+    fn kept(&self, i: usize) -> Option<(Arc<Zone>, Source<'_>)> {
+        let z = self.zones.get(i)?.clone();
+        let parts = self.index.zone_parts.get(i)?.clone();
+        Some((z, Source::CopyFrom(&self.index, parts)))
     }
 
     /// A new snapshot with `zones` added or replacing the zones of the same id.
     pub fn with_upserted(&self, zones: Vec<Zone>) -> Result<Self, ZoneSetError> {
-        let mut all = self.zones.clone();
+        let mut all: Vec<(Arc<Zone>, Source<'_>)> =
+            (0..self.zones.len()).filter_map(|i| self.kept(i)).collect();
         let mut pos: HashMap<String, usize> =
-            self.zones.iter().enumerate().map(|(i, z)| (z.zone.id.clone(), i)).collect();
+            all.iter().enumerate().map(|(i, (z, _))| (z.id.clone(), i)).collect();
         for z in zones {
             z.validate().map_err(|source| ZoneSetError::Invalid { id: z.id.clone(), source })?;
             let id = z.id.clone();
-            let p = Arc::new(PreparedZone::new(z));
+            let fresh = (Arc::new(z), Source::Prepare);
             match pos.get(&id) {
                 Some(&i) => {
                     if let Some(slot) = all.get_mut(i) {
-                        *slot = p;
+                        *slot = fresh;
                     }
                 }
                 None => {
                     pos.insert(id, all.len());
-                    all.push(p);
+                    all.push(fresh);
                 }
             }
         }
-        Self::from_prepared(all, self.exemptions.clone(), self.version + 1)
+        Self::assemble(all, self.exemptions.clone(), self.version + 1)
     }
 
     /// A new snapshot without the zones whose ids are listed (unknown ids are ignored).
     pub fn without(&self, ids: &[&str]) -> Self {
-        let keep: Vec<_> =
-            self.zones.iter().filter(|z| !ids.contains(&z.zone.id.as_str())).cloned().collect();
-        // Ids were unique in `self`, so they are in any subset: rebuilding cannot fail.
-        Self::from_prepared(keep, self.exemptions.clone(), self.version + 1).unwrap_or_default()
+        let keep: Vec<_> = (0..self.zones.len())
+            .filter(|&i| self.zones.get(i).is_some_and(|z| !ids.contains(&z.id.as_str())))
+            .filter_map(|i| self.kept(i))
+            .collect();
+        // Ids were unique in `self`, so they are in any subset, and a subset's parts fit where
+        // the whole set's did: rebuilding cannot fail.
+        Self::assemble(keep, self.exemptions.clone(), self.version + 1).unwrap_or_default()
     }
 
     /// A new snapshot with the same zones (and index) and another exemption book.
@@ -143,8 +210,7 @@ impl ZoneSet {
         ZoneSet {
             zones: self.zones.clone(),
             by_id: self.by_id.clone(),
-            tree: self.tree.clone(),
-            grid: self.grid.clone(),
+            index: self.index.clone(),
             exemptions: Arc::new(exemptions),
             version: self.version + 1,
         }
@@ -169,7 +235,7 @@ impl ZoneSet {
     }
 
     pub fn zone(&self, idx: ZoneIdx) -> Option<&Zone> {
-        self.zones.get(idx as usize).map(|z| &z.zone)
+        self.zones.get(idx as usize).map(|z| &**z)
     }
 
     pub fn get(&self, id: &str) -> Option<&Zone> {
@@ -181,7 +247,7 @@ impl ZoneSet {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Zone> {
-        self.zones.iter().map(|z| &z.zone)
+        self.zones.iter().map(|z| &**z)
     }
 
     pub fn exemptions(&self) -> &ExemptionBook {
@@ -193,6 +259,11 @@ impl ZoneSet {
         zone.exemption(v, at_ms, &self.exemptions)
     }
 
+    /// Edge-band incidences stored for all parts (32 bytes each): the bulk of the index's memory.
+    pub fn stored_edges(&self) -> usize {
+        self.index.parts.edges.len()
+    }
+
     /// Appends to `out` the index of every zone containing (lon, lat), each once, in no
     /// particular order. `out` is not cleared, so a caller can reuse one buffer.
     pub fn zones_at(&self, lon: f64, lat: f64, out: &mut Vec<ZoneIdx>) {
@@ -200,18 +271,11 @@ impl ZoneSet {
             return;
         }
         let start = out.len();
-        for it in self.grid.candidates(lon, lat) {
-            if !(lon >= it.min[0] && lon <= it.max[0] && lat >= it.min[1] && lat <= it.max[1]) {
-                continue;
-            }
-            let (zi, pi) = (it.zone, it.part);
-            let hit = self
-                .zones
-                .get(zi as usize)
-                .and_then(|z| z.parts.get(pi as usize))
-                .is_some_and(|p| p.contains(lon, lat));
-            if hit && !out.get(start..).unwrap_or(&[]).contains(&zi) {
-                out.push(zi);
+        let parts = &self.index.parts;
+        for it in self.index.grid.candidates(lon, lat) {
+            let poly = PolygonRef { head: &it.head, bands: &parts.bands, edges: &parts.edges };
+            if poly.contains(lon, lat) && !out.get(start..).unwrap_or(&[]).contains(&it.zone) {
+                out.push(it.zone);
             }
         }
     }
@@ -221,13 +285,9 @@ impl ZoneSet {
     #[doc(hidden)]
     pub fn zones_at_rtree(&self, lon: f64, lat: f64, out: &mut Vec<ZoneIdx>) {
         let start = out.len();
-        for e in self.tree.locate_all_at_point(&[lon, lat]) {
-            let (zi, pi) = e.data;
-            let hit = self
-                .zones
-                .get(zi as usize)
-                .and_then(|z| z.parts.get(pi as usize))
-                .is_some_and(|p| p.contains(lon, lat));
+        for e in self.index.tree.locate_all_at_point(&[lon, lat]) {
+            let (zi, part) = e.data;
+            let hit = self.index.parts.get(part).is_some_and(|p| p.contains(lon, lat));
             if hit && !out.get(start..).unwrap_or(&[]).contains(&zi) {
                 out.push(zi);
             }
@@ -237,7 +297,8 @@ impl ZoneSet {
     /// Zones whose bounding box intersects the rectangle (lon/lat degrees), e.g. for map views.
     pub fn zones_near(&self, min: [f64; 2], max: [f64; 2]) -> Vec<ZoneIdx> {
         let env = rstar::AABB::from_corners(min, max);
-        let mut v: Vec<ZoneIdx> = self.tree.locate_in_envelope_intersecting(&env).map(|e| e.data.0).collect();
+        let mut v: Vec<ZoneIdx> =
+            self.index.tree.locate_in_envelope_intersecting(&env).map(|e| e.data.0).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -256,7 +317,7 @@ impl ZoneSet {
         use geo::Contains;
         let p = geo::Point::new(lon, lat);
         (0..self.zones.len())
-            .filter(|&i| self.zones.get(i).is_some_and(|z| z.zone.geometry.contains(&p)))
+            .filter(|&i| self.zones.get(i).is_some_and(|z| z.geometry.contains(&p)))
             .filter_map(|i| u32::try_from(i).ok())
             .collect()
     }
@@ -275,14 +336,12 @@ struct Grid {
     items: Vec<GridItem>,
 }
 
-/// A part reference with its box inline, so that most candidates are rejected without touching
-/// the zone (pointer chasing into 10,000 zones' edges is what costs, not arithmetic).
-#[derive(Debug, Clone, Copy, Default)]
+/// A part with its head (box and band parameters) inline, so that a candidate is rejected by its
+/// box, or tested, without another lookup.
+#[derive(Debug, Clone, Copy)]
 struct GridItem {
-    min: [f64; 2],
-    max: [f64; 2],
+    head: PolygonHead,
     zone: u32,
-    part: u32,
 }
 
 /// A part's box corners and (zone, part) indexes.
@@ -292,7 +351,7 @@ type PartBox = ([f64; 2], [f64; 2], (u32, u32));
 const MAX_CELLS: f64 = 1_048_576.0;
 
 impl Grid {
-    fn new(entries: &[PartEntry]) -> Grid {
+    fn new(entries: &[PartEntry], parts: &PackedParts) -> Grid {
         let boxes: Vec<PartBox> = entries
             .iter()
             .map(|e| {
@@ -340,9 +399,11 @@ impl Grid {
             *c = acc;
         }
         let mut fill = counts.clone();
-        let mut items = vec![GridItem::default(); counts.last().copied().unwrap_or(0) as usize];
+        let placeholder = GridItem { head: PolygonHead::default(), zone: 0 };
+        let mut items = vec![placeholder; counts.last().copied().unwrap_or(0) as usize];
         for (l, h, data) in &boxes {
-            let item = GridItem { min: *l, max: *h, zone: data.0, part: data.1 };
+            let Some(part) = parts.get(data.1) else { continue };
+            let item = GridItem { head: *part.head, zone: data.0 };
             let (c0, r0, c1, r1) = (g.col(l[0]), g.row(l[1]), g.col(h[0]), g.row(h[1]));
             for r in r0..=r1 {
                 for slot in fill.iter_mut().skip(r * nx + c0).take(c1 - c0 + 1) {
