@@ -51,11 +51,17 @@ enum Command {
         #[command(subcommand)]
         command: GateRecordsCommand,
     },
-    /// Manage API tokens. Works on the store directly, so run it while the server is stopped
-    /// (the embedded store admits one process at a time).
+    /// Manage API tokens: through a running server with `--server` (admin token required), or
+    /// on the store directly while the server is stopped (the embedded store admits one process).
     Token {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
+        /// gRPC address of a running server, e.g. http://127.0.0.1:50051.
+        #[arg(long, global = true)]
+        server: Option<String>,
+        /// Admin token for `--server` (or SMOGWATCH_TOKEN).
+        #[arg(long, global = true, env = "SMOGWATCH_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         #[command(subcommand)]
         command: TokenCommand,
     },
@@ -152,7 +158,14 @@ async fn main() -> anyhow::Result<()> {
         Command::GateRecords { command: GateRecordsCommand::Import { file, server, enterprise, token } } => {
             import_gate_records(&file, &server, &enterprise, token.as_deref()).await?;
         }
-        Command::Token { config, command } => {
+        Command::Token { config, server: Some(server), token, command } => {
+            if config.is_some() {
+                anyhow::bail!("--config and --server exclude each other: the server has its own store");
+            }
+            let token = token.context("--server needs an admin token (--token or SMOGWATCH_TOKEN)")?;
+            token_command_remote(&server, &token, command).await?;
+        }
+        Command::Token { config, server: None, command, .. } => {
             let cfg = smogwatch::config::Config::load(config.as_deref())?;
             token_command(&cfg, command).await?;
         }
@@ -184,18 +197,8 @@ async fn zones_command(command: ZonesCommand) -> anyhow::Result<()> {
         ZonesCommand::Import { file, gcj02, lenient, fix_winding, server, token } => {
             let geojson =
                 std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let channel = tonic::transport::Channel::from_shared(server.clone())?
-                .connect()
-                .await
-                .with_context(|| format!("connecting to {server}"))?;
-            let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
-            let mut client = smogwatch::proto::zones_client::ZonesClient::with_interceptor(
-                channel,
-                move |mut req: tonic::Request<()>| {
-                    req.metadata_mut().insert("authorization", bearer.clone());
-                    Ok(req)
-                },
-            );
+            let (channel, bearer) = connect(&server, Some(&token)).await?;
+            let mut client = smogwatch::proto::zones_client::ZonesClient::with_interceptor(channel, bearer);
             let resp = client
                 .import(smogwatch::proto::ImportZonesRequest { geojson, gcj02, lenient, fix_winding })
                 .await?
@@ -220,11 +223,41 @@ fn cli_actor() -> String {
     format!("cli ({user})")
 }
 
+/// Adds `authorization: Bearer <token>` to every call (nothing without a token).
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(b) = &self.0 {
+            req.metadata_mut().insert("authorization", b.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel to a running server's gRPC address and the token to send with every call.
+async fn connect(server: &str, token: Option<&str>) -> anyhow::Result<(tonic::transport::Channel, Bearer)> {
+    let channel = tonic::transport::Channel::from_shared(server.to_string())
+        .context("server address")?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    let bearer = match token {
+        Some(t) => Some(format!("Bearer {t}").parse().context("the token is not a valid header value")?),
+        None => None,
+    };
+    Ok((channel, Bearer(bearer)))
+}
+
 async fn token_command(cfg: &smogwatch::config::Config, command: TokenCommand) -> anyhow::Result<()> {
-    use smogwatch::auth;
+    use smogwatch::auth::{self, TokenInfo};
     use smogwatch::store::embedded::EmbeddedStore;
     let store = EmbeddedStore::open(&cfg.data_dir).with_context(|| {
-        format!("opening the store in {} (stop the server first: it holds the store)", cfg.data_dir.display())
+        format!(
+            "opening the store in {} (a running server holds it: stop it, or use --server)",
+            cfg.data_dir.display()
+        )
     })?;
     match command {
         TokenCommand::Create { role, city, county, enterprise, vins, label } => {
@@ -236,33 +269,13 @@ async fn token_command(cfg: &smogwatch::config::Config, command: TokenCommand) -
                 &vins,
             )?;
             let (token, secret) = auth::create_token(&store, role, label, &cli_actor()).await?;
-            eprintln!(
-                "created token {} ({}, {}); it is shown once:",
-                token.id,
-                token.role.name(),
-                token.role.scope()
-            );
-            println!("{secret}");
+            print_created(&TokenInfo::from(&token), &secret);
         }
         TokenCommand::List => {
             use smogwatch::store::Store;
             let mut tokens = store.tokens().await?;
             tokens.sort_by_key(|t| t.created_ms);
-            println!(
-                "{:<16}  {:<10}  {:<28}  {:<25}  {:<25}  label",
-                "id", "role", "scope", "created", "revoked"
-            );
-            for t in tokens {
-                println!(
-                    "{:<16}  {:<10}  {:<28}  {:<25}  {:<25}  {}",
-                    t.id,
-                    t.role.name(),
-                    t.role.scope(),
-                    smogwatch::model::format_ms(t.created_ms),
-                    t.revoked_ms.map(smogwatch::model::format_ms).unwrap_or_else(|| "-".into()),
-                    t.label
-                );
-            }
+            print_tokens(tokens.iter().map(TokenInfo::from));
         }
         TokenCommand::Revoke { id } => {
             let t = auth::revoke_token(&store, &id, &cli_actor()).await?;
@@ -270,6 +283,70 @@ async fn token_command(cfg: &smogwatch::config::Config, command: TokenCommand) -
         }
     }
     Ok(())
+}
+
+/// The same commands through a running server's `Admin` service.
+async fn token_command_remote(server: &str, token: &str, command: TokenCommand) -> anyhow::Result<()> {
+    use smogwatch::proto;
+    let (channel, bearer) = connect(server, Some(token)).await?;
+    let mut admin = proto::admin_client::AdminClient::with_interceptor(channel, bearer);
+    let info = |t: Option<proto::ApiTokenInfo>| {
+        let t = t.unwrap_or_default();
+        smogwatch::auth::TokenInfo {
+            id: t.id,
+            role: t.role,
+            scope: t.scope,
+            label: t.label,
+            created_ms: t.created_ms,
+            revoked_ms: (t.revoked_ms != 0).then_some(t.revoked_ms),
+        }
+    };
+    match command {
+        TokenCommand::Create { role, city, county, enterprise, vins, label } => {
+            let r = admin
+                .create_token(proto::CreateTokenRequest {
+                    role,
+                    city: city.unwrap_or_default(),
+                    county: county.unwrap_or_default(),
+                    enterprise: enterprise.unwrap_or_default(),
+                    vins,
+                    label,
+                })
+                .await?
+                .into_inner();
+            print_created(&info(r.token), &r.secret);
+        }
+        TokenCommand::List => {
+            let r = admin.list_tokens(proto::ListTokensRequest {}).await?.into_inner();
+            print_tokens(r.tokens.into_iter().map(|t| info(Some(t))));
+        }
+        TokenCommand::Revoke { id } => {
+            let t = info(admin.revoke_token(proto::RevokeTokenRequest { id }).await?.into_inner().token);
+            eprintln!("revoked token {} ({})", t.id, t.label);
+        }
+    }
+    Ok(())
+}
+
+fn print_created(t: &smogwatch::auth::TokenInfo, secret: &str) {
+    eprintln!("created token {} ({}, {}); it is shown once:", t.id, t.role, t.scope);
+    println!("{secret}");
+}
+
+fn print_tokens(tokens: impl Iterator<Item = smogwatch::auth::TokenInfo>) {
+    use smogwatch::model::format_ms;
+    println!("{:<16}  {:<10}  {:<28}  {:<25}  {:<25}  label", "id", "role", "scope", "created", "revoked");
+    for t in tokens {
+        println!(
+            "{:<16}  {:<10}  {:<28}  {:<25}  {:<25}  {}",
+            t.id,
+            t.role,
+            t.scope,
+            format_ms(t.created_ms),
+            t.revoked_ms.map(format_ms).unwrap_or_else(|| "-".into()),
+            t.label
+        );
+    }
 }
 
 /// Parses the CSV locally (line-numbered errors), sends it in batches, prints every rejected row.
@@ -282,21 +359,8 @@ async fn import_gate_records(
     use smogwatch::proto::clean_transport_client::CleanTransportClient;
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let (records, mut errors) = smogwatch::clean::csv::parse(&text).context("reading the CSV header")?;
-    let channel = tonic::transport::Endpoint::from_shared(server.to_string())
-        .context("server address")?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {server}"))?;
-    let bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = match token {
-        Some(t) => Some(format!("Bearer {t}").parse().context("token is not a valid header value")?),
-        None => None,
-    };
-    let mut client = CleanTransportClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        if let Some(b) = &bearer {
-            req.metadata_mut().insert("authorization", b.clone());
-        }
-        Ok(req)
-    });
+    let (channel, bearer) = connect(server, token).await?;
+    let mut client = CleanTransportClient::with_interceptor(channel, bearer);
     let mut stored = 0u64;
     for chunk in records.chunks(smogwatch::clean::gate_records::MAX_BATCH) {
         let req = smogwatch::proto::SubmitGateRecordsRequest {

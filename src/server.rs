@@ -1,6 +1,6 @@
 //! Wires the service together and runs it until shut down. Used by the binary and by the
 //! end-to-end tests, which start the real server on 127.0.0.1 with port 0.
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, TokenDesk};
 use crate::config::{Config, StoreKind};
 use crate::detect::DetectorSet;
 use crate::grpc::auth::AuthLayer;
@@ -150,6 +150,7 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
     if !auth.enabled() {
         tracing::warn!("authentication is disabled: every caller is an administrator");
     }
+    let tokens = TokenDesk::new(store.clone(), auth.clone());
     let ingest = IngestService::new(pipeline.clone(), registry.clone(), cfg.max_in_flight_batches);
     let mut grpc = tonic::transport::Server::builder();
     if let Some(m) = &tls {
@@ -165,7 +166,7 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
             store.clone(),
         )))
         .add_service(proto::violations_server::ViolationsServer::new(ViolationsService::new(desk.clone())))
-        .add_service(proto::admin_server::AdminServer::new(AdminService::new(desk.clone())))
+        .add_service(proto::admin_server::AdminServer::new(AdminService::new(desk.clone(), tokens.clone())))
         .add_service(proto::clean_transport_server::CleanTransportServer::new(
             crate::grpc::clean_svc::CleanTransportService::new(
                 store.clone(),
@@ -184,7 +185,7 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
             ),
         ));
 
-    let http_state = crate::http::HttpState { desk, auth };
+    let http_state = crate::http::HttpState { desk, auth, tokens };
     let mut tasks = Vec::new();
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {

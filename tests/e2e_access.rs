@@ -618,3 +618,113 @@ async fn http_alerts_are_server_sent_events_resumable_by_last_event_id() {
     assert!(text.contains("id: 1\n"), "the event id is the cursor: {text}");
     s.shutdown().await;
 }
+
+/// Issue 7 follow-up: credentials are issued and revoked while the server runs (the CLI needs
+/// the store file, which the running server holds), over gRPC and HTTP, by admins only, audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_issue_and_revoke_tokens_on_a_running_server() {
+    use proto::admin_client::AdminClient;
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    register(&s).await;
+    commit(&s, fixture()).await;
+    let mut admin = AdminClient::new(channel(&s).await);
+
+    // gRPC: a Hangzhou police token, usable at once and scoped like one made by the CLI.
+    let created = admin
+        .create_token(proto::CreateTokenRequest {
+            role: "police".into(),
+            city: "330100".into(),
+            label: "Hangzhou traffic police, desk 3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info = created.token.clone().unwrap();
+    assert_eq!((info.role.as_str(), info.scope.as_str(), info.revoked_ms), ("police", "city 330100", 0));
+    assert!(created.secret.starts_with("swt_"));
+    let mut police = ViolationsClient::new(connect_with(s.grpc_addr, Some(&created.secret)).await);
+    let seen = list_all(&mut police, proto::ListViolationsRequest::default()).await.unwrap();
+    assert!(!seen.is_empty() && seen.iter().all(|v| v.vin == HZ), "Hangzhou only");
+
+    // Not for police: creating, listing or revoking tokens.
+    let mut as_police = AdminClient::new(connect_with(s.grpc_addr, Some(&created.secret)).await);
+    let e = as_police
+        .create_token(proto::CreateTokenRequest {
+            role: "admin".into(),
+            label: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert_eq!(
+        as_police.list_tokens(proto::ListTokensRequest {}).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    // A spec that does not fit its role is an invalid argument naming the problem.
+    let e = admin
+        .create_token(proto::CreateTokenRequest {
+            role: "police".into(),
+            label: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("city"), "{}", e.message());
+
+    // HTTP: an enterprise token, then the listing (no secrets, no hashes).
+    let (status, _, body) = http(
+        s.http_addr,
+        "POST",
+        "/v1/tokens",
+        Some(&created_admin_secret(&s).await),
+        Some(r#"{"role":"enterprise","enterprise":"ENT-NB","label":"Ningbo port logistics"}"#.into()),
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let firm: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(firm["token"]["scope"], "enterprise ENT-NB");
+    let listed = admin.list_tokens(proto::ListTokensRequest {}).await.unwrap().into_inner().tokens;
+    assert!(listed.iter().any(|t| t.id == info.id) && listed.iter().any(|t| t.id == firm["token"]["id"]));
+    let (_, _, body) =
+        http(s.http_addr, "GET", "/v1/tokens", Some(&created_admin_secret(&s).await), None).await;
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains(&created.secret) && !text.contains("hash"), "{text}");
+
+    // Revocation: refused at once on this node, idempotent, unknown ids are not found.
+    let revoked = admin
+        .revoke_token(proto::RevokeTokenRequest { id: info.id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+        .unwrap();
+    assert!(revoked.revoked_ms > 0);
+    let e = police.list(proto::ListViolationsRequest::default()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let again = admin.revoke_token(proto::RevokeTokenRequest { id: info.id.clone() }).await.unwrap();
+    assert_eq!(again.into_inner().token.unwrap().revoked_ms, revoked.revoked_ms);
+    let e =
+        admin.revoke_token(proto::RevokeTokenRequest { id: "0123456789abcdef".into() }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let firm_secret = firm["secret"].as_str().unwrap().to_string();
+    let path = format!("/v1/tokens/{}/revoke", firm["token"]["id"].as_str().unwrap());
+    let (status, _, _) = http(s.http_addr, "POST", &path, Some(&created_admin_secret(&s).await), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(http(s.http_addr, "GET", "/v1/violations", Some(&firm_secret), None).await.0, 401);
+
+    // Every change is in the audit log, under the acting admin token.
+    let audit = admin.list_audit(proto::ListAuditRequest::default()).await.unwrap().into_inner().entries;
+    let actions: Vec<_> = audit.iter().map(|e| (e.action.as_str(), e.target.as_str())).collect();
+    assert!(actions.contains(&("token_create", info.id.as_str())), "{actions:?}");
+    assert!(actions.contains(&("token_revoke", info.id.as_str())), "{actions:?}");
+    assert_eq!(audit.iter().filter(|e| e.action == "token_revoke" && e.target == info.id).count(), 1);
+    s.shutdown().await;
+}
+
+async fn created_admin_secret(s: &RunningServer) -> String {
+    token(s, Role::Admin).await
+}

@@ -8,50 +8,8 @@ use smogwatch::proto::{
     self, registry_client::RegistryClient, telemetry_ingest_client::TelemetryIngestClient,
 };
 use smogwatch::store::{embedded::EmbeddedStore, Store};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 const VIN: &str = "LZZ5BLSJ3DA000201";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Creates an admin token with the CLI, as an operator would before the first start.
-fn admin_token(dir: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_smogwatch"))
-        .args(["token", "create", "--role", "admin", "--label", "kill-9 test"])
-        .env("SMOGWATCH_DATA_DIR", dir)
-        .output()
-        .expect("token create runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn spawn(dir: &std::path::Path, grpc: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_smogwatch"))
-        .arg("serve")
-        .env("SMOGWATCH_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
-        .env("SMOGWATCH_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("SMOGWATCH_DATA_DIR", dir)
-        .env("SMOGWATCH_RETENTION_DAYS", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("binary starts")
-}
-
-async fn connect(grpc: u16, token: &str) -> Authed {
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return connect_with(addr, Some(token)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("server did not come up on port {grpc}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_batches_survive_kill_9() {

@@ -4,6 +4,10 @@
 //! A token is 32 random bytes shown once at creation; the store keeps its BLAKE3 hash under a
 //! short public id. Roles: admin (everything), police (a city or county: violations that
 //! happened there), enterprise (its own vehicles), terminal (telemetry for its VINs).
+mod desk;
+
+pub use desk::{CreatedToken, TokenDesk, TokenInfo, TokenSpec};
+
 use crate::model::{now_ms, ApiToken, AuditAction, AuditEntry, Jurisdiction, Role, Vehicle, Vin, Violation};
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};

@@ -2,6 +2,7 @@
 //! which holds the scope rules shared with the HTTP API.
 use super::auth::{Caller, Principal};
 use super::convert::{record_to_proto, violation_to_proto};
+use crate::auth::{TokenDesk, TokenInfo, TokenSpec};
 use crate::model::{AuditEntry, ReviewDecision};
 use crate::proto::{self, admin_server, violations_server};
 use crate::query::export::ExportFormat;
@@ -243,11 +244,23 @@ impl violations_server::Violations for ViolationsService {
 
 pub struct AdminService {
     desk: ViolationDesk,
+    tokens: TokenDesk,
 }
 
 impl AdminService {
-    pub fn new(desk: ViolationDesk) -> Self {
-        AdminService { desk }
+    pub fn new(desk: ViolationDesk, tokens: TokenDesk) -> Self {
+        AdminService { desk, tokens }
+    }
+}
+
+fn token_to_proto(t: TokenInfo) -> proto::ApiTokenInfo {
+    proto::ApiTokenInfo {
+        id: t.id,
+        role: t.role,
+        scope: t.scope,
+        label: t.label,
+        created_ms: t.created_ms,
+        revoked_ms: t.revoked_ms.unwrap_or(0),
     }
 }
 
@@ -264,5 +277,47 @@ impl admin_server::Admin for AdminService {
             entries: page.entries.iter().map(audit_to_proto).collect(),
             next_page_token: page.next_page_token,
         }))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<proto::CreateTokenRequest>,
+    ) -> Result<Response<proto::CreateTokenResponse>, Status> {
+        let who = Principal::from_request(&req)?;
+        let r = req.into_inner();
+        let some = |s: String| Some(s).filter(|s| !s.trim().is_empty());
+        let spec = TokenSpec {
+            role: r.role,
+            city: some(r.city),
+            county: some(r.county),
+            enterprise: some(r.enterprise),
+            vins: r.vins,
+            label: r.label,
+        };
+        let created = self.tokens.create(&who, spec).await?;
+        Ok(Response::new(proto::CreateTokenResponse {
+            token: Some(token_to_proto(created.token)),
+            secret: created.secret,
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        req: Request<proto::ListTokensRequest>,
+    ) -> Result<Response<proto::ListTokensResponse>, Status> {
+        let who = Principal::from_request(&req)?;
+        let tokens = self.tokens.list(&who).await?;
+        Ok(Response::new(proto::ListTokensResponse {
+            tokens: tokens.into_iter().map(token_to_proto).collect(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<proto::RevokeTokenRequest>,
+    ) -> Result<Response<proto::RevokeTokenResponse>, Status> {
+        let who = Principal::from_request(&req)?;
+        let token = self.tokens.revoke(&who, &req.get_ref().id).await?;
+        Ok(Response::new(proto::RevokeTokenResponse { token: Some(token_to_proto(token)) }))
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! `routes()` is the one route table: it builds the router and is checked against
 //! `openapi.json` by a test, so the document cannot silently fall behind the code.
-use crate::auth::{ApiError, Authenticator, Principal};
+use crate::auth::{ApiError, Authenticator, Principal, TokenDesk, TokenSpec};
 use crate::model::ReviewDecision;
 use crate::query::export::ExportFormat;
 use crate::query::{ViolationDesk, ViolationFilter};
@@ -45,6 +45,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct HttpState {
     pub desk: ViolationDesk,
     pub auth: Arc<Authenticator>,
+    pub tokens: TokenDesk,
 }
 
 pub struct Route {
@@ -80,6 +81,9 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/v1/export/violations.csv", false, get(export_csv)),
         route(Method::GET, "/v1/export/violations.geojson", false, get(export_geojson)),
         route(Method::GET, "/v1/audit", false, get(list_audit)),
+        route(Method::GET, "/v1/tokens", false, get(list_tokens)),
+        route(Method::POST, "/v1/tokens", false, post(create_token)),
+        route(Method::POST, "/v1/tokens/{id}/revoke", false, post(revoke_token)),
     ]
 }
 
@@ -266,6 +270,30 @@ async fn list_audit(
     Query(page): Query<Page>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(st.desk.audit(&who.caller, page.page_size, page.page_token.as_deref()).await?))
+}
+
+async fn list_tokens(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(serde_json::json!({ "tokens": st.tokens.list(&who).await? })))
+}
+
+async fn create_token(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<TokenSpec>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Json(spec) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    Ok((StatusCode::CREATED, Json(st.tokens.create(&who, spec).await?)))
+}
+
+async fn revoke_token(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(st.tokens.revoke(&who, &id).await?))
 }
 
 #[cfg(test)]

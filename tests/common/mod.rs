@@ -180,3 +180,48 @@ pub fn batches(
         .map(|(i, c)| proto::TelemetryBatch { sequence: first_seq + i as u64, records: c.to_vec(), reissue })
         .collect()
 }
+
+// --- the real binary (for kill -9 and command-line tests) ---
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Creates an admin token with the CLI on the store (server stopped), as an operator would
+/// before the first start.
+pub fn admin_token(dir: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smogwatch"))
+        .args(["token", "create", "--role", "admin", "--label", "e2e operator"])
+        .env("SMOGWATCH_DATA_DIR", dir)
+        .output()
+        .expect("token create runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Starts the real binary on 127.0.0.1 with its store in `dir`.
+pub fn spawn(dir: &std::path::Path, grpc: u16) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_smogwatch"))
+        .arg("serve")
+        .env("SMOGWATCH_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
+        .env("SMOGWATCH_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("SMOGWATCH_DATA_DIR", dir)
+        .env("SMOGWATCH_RETENTION_DAYS", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("binary starts")
+}
+
+/// Waits for the spawned binary's gRPC port, then connects with `token`.
+pub async fn connect(grpc: u16, token: &str) -> Authed {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return connect_with(addr, Some(token)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("server did not come up on port {grpc}");
+}
