@@ -41,11 +41,10 @@ async fn acknowledged_batches_survive_kill_9() {
         assert_eq!(ack.accepted, 10);
         acked.push(ack.sequence);
         if acked.len() == 50 {
-            child.kill().unwrap(); // SIGKILL: no shutdown path runs
+            child.kill(); // SIGKILL: no shutdown path runs
             break;
         }
     }
-    child.wait().unwrap();
     assert_eq!(acked.len(), 50);
 
     // The process is gone; open its store directly.
@@ -66,6 +65,5 @@ async fn acknowledged_batches_survive_kill_9() {
     let ch = connect(grpc, &token).await;
     let v = RegistryClient::new(ch).get_vehicle(proto::GetVehicleRequest { vin: VIN.into() }).await.unwrap();
     assert_eq!(v.into_inner().vin, VIN);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }

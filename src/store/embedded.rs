@@ -1,8 +1,12 @@
 //! The embedded default store on redb: one file, ACID transactions, copy-on-write B-trees with
-//! checksummed commits, so a `kill -9` leaves the last committed transaction intact.
+//! checksummed commits, so a `kill -9` leaves the last committed transaction intact. Telemetry
+//! records live beside it in an LSM-tree ([`super::telemetry`], directory `telemetry/`), written
+//! and synced before the redb transaction of the same group commit.
 //!
-//! Every call runs on the blocking pool: redb is synchronous and a commit waits for `fsync`.
+//! Every call runs on the blocking pool: both engines are synchronous and a commit waits for
+//! `fsync`.
 use super::codec::*;
+use super::telemetry::Telemetry;
 use super::{
     Alert, CommitBatch, CommitOutcome, Store, StoreError, ViolationCursor, ViolationPage, ViolationQuery,
     ViolationWrite,
@@ -17,6 +21,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use std::path::Path;
 use std::sync::Arc;
 
+/// Telemetry of stores written before schema version 3 (now in [`Telemetry`]); emptied on open.
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const STATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vehicle_states");
 const VEHICLES: TableDefinition<&str, &[u8]> = TableDefinition::new("vehicles");
@@ -59,6 +64,36 @@ impl<E: Into<redb::Error>> From<E> for StoreError {
     }
 }
 
+/// Stores written before schema version 3 kept records in redb's `records` table: they move to
+/// the telemetry engine (synced) before the table is emptied, so a crash mid-way repeats the move.
+fn move_records_to_telemetry(db: &Database, telemetry: &Telemetry) -> Result<(), StoreError> {
+    const CHUNK: usize = 50_000;
+    let tx = db.begin_read()?;
+    let table = tx.open_table(RECORDS)?;
+    if table.is_empty()? {
+        return Ok(());
+    }
+    let mut moved = 0u64;
+    let mut rows = Vec::with_capacity(CHUNK);
+    for e in table.iter()? {
+        let (k, v) = e?;
+        rows.push((k.value().to_vec(), v.value().to_vec()));
+        if rows.len() >= CHUNK {
+            moved += rows.len() as u64;
+            telemetry.put_raw(std::mem::take(&mut rows))?;
+        }
+    }
+    moved += rows.len() as u64;
+    telemetry.put_raw(rows)?;
+    drop(table);
+    drop(tx);
+    let tx = db.begin_write()?;
+    tx.open_table(RECORDS)?.retain(|_, _| false)?;
+    tx.commit()?;
+    tracing::info!(records = moved, "moved telemetry records from redb to the telemetry engine");
+    Ok(())
+}
+
 /// Where the violation happened: police's main access path. Key: area code + start + id.
 const VIOLATIONS_BY_CITY: TableDefinition<&[u8], ()> = TableDefinition::new("violations_by_city");
 const VIOLATIONS_BY_COUNTY: TableDefinition<&[u8], ()> = TableDefinition::new("violations_by_county");
@@ -73,7 +108,7 @@ const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_tokens");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Version 2 added the city and county violation indexes (back-filled on open).
-const SCHEMA_VERSION: u64 = 2;
+const SCHEMA_VERSION: u64 = 3;
 /// Index entries one listing call may examine before it returns a short page with a cursor.
 const SCAN_BUDGET: usize = 10_000;
 /// Up to this many vehicles, a fleet query merges per-vehicle index ranges instead of scanning
@@ -93,6 +128,7 @@ fn document_key(kind: &str, id: &str) -> Vec<u8> {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl EmbeddedStore {
@@ -132,7 +168,9 @@ impl EmbeddedStore {
             meta.insert("schema_version", SCHEMA_VERSION)?;
         }
         tx.commit()?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let telemetry = Telemetry::open(&dir.join("telemetry"))?;
+        move_records_to_telemetry(&db, &telemetry)?;
+        Ok(EmbeddedStore { db: Arc::new(db), telemetry: Arc::new(telemetry) })
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -144,14 +182,27 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    fn commit_blocking(db: &Database, batch: CommitBatch) -> Result<CommitOutcome, StoreError> {
+    /// Runs `f` on the blocking pool with the telemetry engine.
+    async fn blocking_telemetry<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Telemetry) -> Result<T, StoreError> + Send + 'static,
+    {
+        let t = self.telemetry.clone();
+        tokio::task::spawn_blocking(move || f(&t)).await.map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Records first (synced), then one redb transaction with everything else: see
+    /// [`super::telemetry`] for why a crash between the two is harmless.
+    fn commit_blocking(
+        db: &Database,
+        telemetry: &Telemetry,
+        batch: CommitBatch,
+    ) -> Result<CommitOutcome, StoreError> {
+        telemetry.put(batch.records.iter())?;
         let tx = db.begin_write()?;
         let mut outcome = CommitOutcome::default();
         {
-            let mut records = tx.open_table(RECORDS)?;
-            for r in &batch.records {
-                records.insert(&record_key(&r.vin, r.time_ms)[..], encode_record(r).as_slice())?;
-            }
             let mut states = tx.open_table(STATES)?;
             for (vin, s) in &batch.states {
                 states.insert(&vin.as_bytes()[..], s.as_slice())?;
@@ -308,7 +359,8 @@ fn review_of(
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn commit(&self, batch: CommitBatch) -> Result<CommitOutcome, StoreError> {
-        self.blocking(move |db| Self::commit_blocking(db, batch)).await
+        let telemetry = self.telemetry.clone();
+        self.blocking(move |db| Self::commit_blocking(db, &telemetry, batch)).await
     }
 
     async fn records(
@@ -318,18 +370,7 @@ impl Store for EmbeddedStore {
         to_ms: TimestampMs,
         limit: usize,
     ) -> Result<Vec<TelemetryRecord>, StoreError> {
-        self.blocking(move |db| {
-            let tx = db.begin_read()?;
-            let t = tx.open_table(RECORDS)?;
-            let (lo, hi) = (record_key(&vin, from_ms), record_key(&vin, to_ms));
-            let mut out = Vec::new();
-            for e in t.range(&lo[..]..&hi[..])?.take(limit) {
-                let (_, v) = e?;
-                out.push(decode_record(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.blocking_telemetry(move |t| t.range(&vin, from_ms, to_ms, limit)).await
     }
 
     async fn vehicle_state(&self, vin: Vin) -> Result<Option<Vec<u8>>, StoreError> {
@@ -776,22 +817,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn expire_records(&self, before_ms: TimestampMs) -> Result<u64, StoreError> {
-        self.blocking(move |db| {
-            let tx = db.begin_write()?;
-            let mut removed = 0u64;
-            {
-                let mut t = tx.open_table(RECORDS)?;
-                let cutoff = time_key(before_ms);
-                t.retain(|k, _| {
-                    let old = k.get(17..25).is_some_and(|tk| tk < &cutoff[..]);
-                    removed += u64::from(old);
-                    !old
-                })?;
-            }
-            tx.commit()?;
-            Ok(removed)
-        })
-        .await
+        self.blocking_telemetry(move |t| t.expire(before_ms)).await
     }
 }
 
@@ -800,6 +826,41 @@ mod tests {
     use super::*;
     use crate::model::{AuditAction, ReviewDecision, ReviewState, Role, ViolationStatus};
     use std::collections::BTreeSet;
+
+    #[tokio::test]
+    async fn records_of_a_version_2_store_move_to_the_telemetry_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let vin = Vin::parse("LZZ5BLSJ3DA000201").unwrap();
+        {
+            // A version 2 store: records in redb.
+            let db = Database::create(dir.path().join("smogwatch.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut t = tx.open_table(RECORDS).unwrap();
+                for i in 0..120 {
+                    let r = TelemetryRecord {
+                        vin,
+                        time_ms: 1_761_926_400_000 + i * 1000,
+                        fix: None,
+                        engine: None,
+                        obd: None,
+                        opacity_k: Some(0.1),
+                        stream_kind: Default::default(),
+                    };
+                    t.insert(&record_key(&vin, r.time_ms)[..], encode_record(&r).as_slice()).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.records(vin, 0, i64::MAX, 1000).await.unwrap().len(), 120);
+        let tx = store.db.begin_read().unwrap();
+        assert!(tx.open_table(RECORDS).unwrap().is_empty().unwrap(), "moved, not copied");
+        drop(tx);
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.records(vin, 0, i64::MAX, 1000).await.unwrap().len(), 120, "still there, once");
+    }
 
     fn violation(vin: &str, started_ms: i64, city: &str, county: Option<&str>, late: bool) -> Violation {
         let vin = Vin::parse(vin).unwrap();

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod embedded;
 #[cfg(feature = "scylla")]
 pub mod scylla;
+pub mod telemetry;
 
 use crate::clean::{CleanProfile, GatePassage, NonRoadVolume};
 use crate::model::{

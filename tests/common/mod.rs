@@ -199,19 +199,39 @@ pub fn admin_token(dir: &std::path::Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// The spawned binary, SIGKILLed when dropped, so that a failing test leaves no server behind.
+pub struct Spawned(std::process::Child);
+
+impl Spawned {
+    /// SIGKILL (no shutdown path runs) and reap.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts the real binary on 127.0.0.1 with its store in `dir`.
-pub fn spawn(dir: &std::path::Path, grpc: u16) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_smogwatch"))
+pub fn spawn(dir: &std::path::Path, grpc: u16) -> Spawned {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_smogwatch"))
         .arg("serve")
         .env("SMOGWATCH_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
         .env("SMOGWATCH_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+        // Not the default 9000: tests run side by side, and a developer's server may hold it.
+        .env("SMOGWATCH_HJ1239__ADDR", format!("127.0.0.1:{}", free_port()))
         .env("SMOGWATCH_DATA_DIR", dir)
         .env("SMOGWATCH_RETENTION_DAYS", "0")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .spawn()
-        .expect("binary starts")
+        .expect("binary starts");
+    Spawned(child)
 }
 
 /// Waits for the spawned binary's gRPC port, then connects with `token`.
