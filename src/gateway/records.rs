@@ -65,15 +65,7 @@ pub fn from_report(vin: Vin, report: &InfoReport, gb_body_interval_ms: i64) -> V
     if let Some(obd) = pending_obd {
         // An OBD-only report is still a record (R4 reads MIL, ECU VIN and CVN from it).
         let time_ms = report.time().epoch_millis_utc();
-        out.push(TelemetryRecord {
-            vin,
-            time_ms,
-            fix: None,
-            engine: None,
-            obd: Some(obd),
-            opacity_k: None,
-            stream_kind: EngineStreamKind::Unknown,
-        });
+        out.push(TelemetryRecord { obd: Some(obd), ..TelemetryRecord::bare(vin, time_ms) });
     }
     out
 }

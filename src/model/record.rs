@@ -174,6 +174,20 @@ pub enum RecordError {
 }
 
 impl TelemetryRecord {
+    /// A record of `vin` at `time_ms` with no values (all absent): the start for a report that
+    /// carries only some of them.
+    pub fn bare(vin: Vin, time_ms: TimestampMs) -> Self {
+        TelemetryRecord {
+            vin,
+            time_ms,
+            fix: None,
+            engine: None,
+            obd: None,
+            opacity_k: None,
+            stream_kind: EngineStreamKind::Unknown,
+        }
+    }
+
     /// Edge validation shared by every transport.
     pub fn validate(&self, now_ms: TimestampMs) -> Result<(), RecordError> {
         validate_time(self.time_ms, now_ms)?;

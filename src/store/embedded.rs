@@ -64,6 +64,16 @@ impl<E: Into<redb::Error>> From<E> for StoreError {
     }
 }
 
+/// Runs a synchronous engine call on tokio's blocking pool.
+async fn on_blocking_pool<E, T, F>(engine: Arc<E>, f: F) -> Result<T, StoreError>
+where
+    E: Send + Sync + 'static,
+    T: Send + 'static,
+    F: FnOnce(&E) -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || f(&engine)).await.map_err(|e| StoreError::Task(e.to_string()))?
+}
+
 /// Stores written before schema version 3 kept records in redb's `records` table: they move to
 /// the telemetry engine (synced) before the table is emptied, so a crash mid-way repeats the move.
 fn move_records_to_telemetry(db: &Database, telemetry: &Telemetry) -> Result<(), StoreError> {
@@ -178,18 +188,15 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| StoreError::Task(e.to_string()))?
+        on_blocking_pool(self.db.clone(), f).await
     }
 
-    /// Runs `f` on the blocking pool with the telemetry engine.
     async fn blocking_telemetry<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Telemetry) -> Result<T, StoreError> + Send + 'static,
     {
-        let t = self.telemetry.clone();
-        tokio::task::spawn_blocking(move || f(&t)).await.map_err(|e| StoreError::Task(e.to_string()))?
+        on_blocking_pool(self.telemetry.clone(), f).await
     }
 
     /// Records first (synced), then one redb transaction with everything else: see
@@ -839,13 +846,8 @@ mod tests {
                 let mut t = tx.open_table(RECORDS).unwrap();
                 for i in 0..120 {
                     let r = TelemetryRecord {
-                        vin,
-                        time_ms: 1_761_926_400_000 + i * 1000,
-                        fix: None,
-                        engine: None,
-                        obd: None,
                         opacity_k: Some(0.1),
-                        stream_kind: Default::default(),
+                        ..TelemetryRecord::bare(vin, 1_761_926_400_000 + i * 1000)
                     };
                     t.insert(&record_key(&vin, r.time_ms)[..], encode_record(&r).as_slice()).unwrap();
                 }

@@ -119,15 +119,7 @@ mod tests {
     use super::*;
 
     fn rec(vin: &Vin, t: TimestampMs) -> TelemetryRecord {
-        TelemetryRecord {
-            vin: *vin,
-            time_ms: t,
-            fix: None,
-            engine: None,
-            obd: None,
-            opacity_k: None,
-            stream_kind: Default::default(),
-        }
+        TelemetryRecord::bare(*vin, t)
     }
 
     #[test]

@@ -615,15 +615,7 @@ mod tests {
         assert_eq!(row.0, v.id.as_str());
         assert_eq!(serde_json::from_str::<Violation>(&row.5).unwrap(), v);
 
-        let rec = TelemetryRecord {
-            vin: v.vin,
-            time_ms: t,
-            fix: None,
-            engine: None,
-            obd: None,
-            opacity_k: None,
-            stream_kind: Default::default(),
-        };
+        let rec = TelemetryRecord::bare(v.vin, t);
         let (vin, day, time, body, ttl) = record_row(&rec, 86_400, t);
         assert_eq!((vin.as_str(), day, time, ttl), (v.vin.as_str(), day_bucket(t), t, 86_400));
         assert_eq!(decode_record(&body).unwrap(), rec);
