@@ -87,7 +87,25 @@ pub enum StoreKind {
 #[serde(default)]
 pub struct StoreConfig {
     pub kind: StoreKind,
+    pub embedded: EmbeddedConfig,
     pub scylla: ScyllaConfig,
+}
+
+/// `[store.embedded]`: memory the embedded engines may use for caching. Both caches fill on
+/// demand up to these sizes; they are the bulk of the server's resident memory under load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmbeddedConfig {
+    /// redb page cache (vehicle states, violations, registry, documents), MiB.
+    pub cache_mb: u64,
+    /// fjall block cache of the telemetry records, MiB.
+    pub telemetry_cache_mb: u64,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig { cache_mb: 256, telemetry_cache_mb: 64 }
+    }
 }
 
 /// Keyspace replication. Rendered into `CREATE KEYSPACE ... WITH replication = {...}`.
@@ -253,6 +271,16 @@ mod tests {
         std::fs::write(&p, "grpc_addr = 12").unwrap();
         assert!(Config::load(Some(&p)).is_err());
         assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    /// The example file claims to show the defaults: it must load, and say the same thing as
+    /// `Config::default()` (compared as serialised TOML values, so every key counts).
+    #[test]
+    fn example_config_shows_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/smogwatch.toml");
+        let loaded = Config::load(Some(&example)).expect("config/smogwatch.toml loads");
+        let as_value = |c: &Config| toml::Value::try_from(c).expect("config serialises");
+        assert_eq!(as_value(&loaded), as_value(&Config::default()));
     }
 
     #[test]

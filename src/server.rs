@@ -56,7 +56,7 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, ServerError> {
     match cfg.store.kind {
         StoreKind::Embedded => {
             tracing::info!(data_dir = %cfg.data_dir.display(), "opening embedded store");
-            Ok(Arc::new(EmbeddedStore::open(&cfg.data_dir)?))
+            Ok(Arc::new(EmbeddedStore::open_with(&cfg.data_dir, &cfg.store.embedded)?))
         }
         #[cfg(feature = "scylla")]
         StoreKind::Scylla => {

@@ -12,6 +12,7 @@ use super::{
     ViolationWrite,
 };
 use crate::clean::{CleanProfile, GatePassage, NonRoadVolume, MAX_VOLUME_SPAN_MS};
+use crate::config::EmbeddedConfig;
 use crate::model::{
     violation_city, ApiToken, AuditEntry, Enterprise, TelemetryRecord, TimestampMs, Vehicle, Vin, Violation,
     ViolationId, ViolationReview,
@@ -142,10 +143,17 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) `dir/smogwatch.redb`.
+    /// Opens (or creates) `dir/smogwatch.redb` and `dir/telemetry/` with default cache sizes.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, &EmbeddedConfig::default())
+    }
+
+    pub fn open_with(dir: &Path, cfg: &EmbeddedConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Engine(format!("{}: {e}", dir.display())))?;
-        let db = Database::create(dir.join("smogwatch.redb"))?;
+        let mib = |m: u64| m.saturating_mul(1 << 20);
+        let db = redb::Builder::new()
+            .set_cache_size(usize::try_from(mib(cfg.cache_mb)).unwrap_or(usize::MAX))
+            .create(dir.join("smogwatch.redb"))?;
         let tx = db.begin_write()?;
         {
             tx.open_table(RECORDS)?;
@@ -178,7 +186,7 @@ impl EmbeddedStore {
             meta.insert("schema_version", SCHEMA_VERSION)?;
         }
         tx.commit()?;
-        let telemetry = Telemetry::open(&dir.join("telemetry"))?;
+        let telemetry = Telemetry::open(&dir.join("telemetry"), mib(cfg.telemetry_cache_mb))?;
         move_records_to_telemetry(&db, &telemetry)?;
         Ok(EmbeddedStore { db: Arc::new(db), telemetry: Arc::new(telemetry) })
     }

@@ -34,9 +34,10 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Opens (or creates) the telemetry database in `dir`, replaying its journal.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = Database::builder(dir).open().map_err(engine)?;
+    /// Opens (or creates) the telemetry database in `dir`, replaying its journal; its block
+    /// cache holds at most `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = Database::builder(dir).cache_size(cache_bytes).open().map_err(engine)?;
         let records = db.keyspace("records", KeyspaceCreateOptions::default).map_err(engine)?;
         Ok(Telemetry { db, records })
     }
@@ -127,7 +128,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (Vin::parse("LZZ5BLSJ3DA000201").unwrap(), Vin::parse("LZZ5BLSJ3DA000202").unwrap());
         {
-            let t = Telemetry::open(dir.path()).unwrap();
+            let t = Telemetry::open(dir.path(), 1 << 20).unwrap();
             let rs: Vec<_> =
                 (0..100).map(|i| rec(&a, 1_000 * i)).chain((0..10).map(|i| rec(&b, i))).collect();
             t.put(rs.iter()).unwrap();
@@ -147,7 +148,7 @@ mod tests {
             assert_eq!(t.expire(50_000).unwrap(), 50 + 10);
         }
         // Reopened (journal replay): what was written and kept is there.
-        let t = Telemetry::open(dir.path()).unwrap();
+        let t = Telemetry::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(t.range(&a, 0, i64::MAX, 1000).unwrap().len(), 50);
         assert!(t.range(&b, 0, i64::MAX, 1000).unwrap().is_empty());
     }
