@@ -185,7 +185,8 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
             ),
         ));
 
-    let http_state = crate::http::HttpState { desk, auth, tokens };
+    let http_state =
+        crate::http::HttpState { desk, auth, tokens, store: store.clone(), registry: registry.clone() };
     let mut tasks = Vec::new();
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {

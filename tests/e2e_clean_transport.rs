@@ -282,6 +282,36 @@ async fn a_day_at_the_steel_works_gate() {
         own.set_targets(proto::SetTargetsRequest { enterprise_id: STEEL.into(), targets: vec![] }).await;
     assert_eq!(denied.unwrap_err().code(), tonic::Code::PermissionDenied, "targets are the authority's");
 
+    // The same through the HTTP API, as the enterprise's own web portal reads it.
+    let steel_token = token(&s, Role::Enterprise(STEEL.into())).await;
+    let other_token = token(&s, Role::Enterprise(OTHER.into())).await;
+    let path = format!("/v1/enterprises/{STEEL}/clean-transport/ratio?period=2025-11-01");
+    let (status, _, body) = http(s.http_addr, "GET", &path, Some(&steel_token), None).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(close(j["ratios"]["clean_by_trips"].as_f64(), 2.0 / 7.0), "{j:#}");
+    assert!(close(j["ratios"]["clean_or_china_vi_by_tonnage"].as_f64(), 1055.0 / 1090.0));
+    assert_eq!(j["passages"]["gate_records"], 4);
+    assert!(j["shortfalls"][0].as_str().is_some_and(|t| t.contains("SHORTFALL")), "{j:#}");
+    assert_eq!(http(s.http_addr, "GET", &path, Some(&other_token), None).await.0, 403);
+    let bad = format!("/v1/enterprises/{STEEL}/clean-transport/ratio?period=yesterday");
+    assert_eq!(http(s.http_addr, "GET", &bad, Some(&steel_token), None).await.0, 400);
+    let path = format!("/v1/enterprises/{STEEL}/clean-transport/passages?period=2025-11-01");
+    let (status, _, body) = http(s.http_addr, "GET", &path, Some(&steel_token), None).await;
+    assert_eq!(status, 200);
+    let all: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(all["passages"].as_array().unwrap().len(), passages.len(), "same passages as gRPC");
+    let (_, _, body) =
+        http(s.http_addr, "GET", &format!("{path}&problems_only=true"), Some(&steel_token), None).await;
+    let problems: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let problems = problems["passages"].as_array().unwrap();
+    assert!(!problems.is_empty() && problems.len() < passages.len());
+    assert!(
+        problems.iter().all(|p| p["status"] != "matched" || p["stage_mismatch"] == true),
+        "{problems:#?}"
+    );
+    assert_eq!(http(s.http_addr, "GET", &path, Some(&other_token), None).await.0, 403);
+
     // Ranking for Ningbo police: the steel works (data) before the other (no data, last).
     let mut police = CleanTransportClient::new(
         channel_as(&s, Role::Police(smogwatch::model::Jurisdiction::city("330200").unwrap())).await,

@@ -67,6 +67,25 @@ pub fn authorize(
     Ok(())
 }
 
+/// Checks the caller's scope for `action` on enterprise `id`, then loads the enterprise and its
+/// clean-transport profile (an empty profile when none was set). Shared with the HTTP API.
+pub async fn scope_enterprise(
+    store: &dyn Store,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+) -> Result<(Enterprise, CleanProfile), Status> {
+    // Refuse before touching the store when the id alone decides (enterprise, terminal).
+    if !matches!(caller, Caller::Admin | Caller::Police(_)) {
+        authorize(caller, id, Some(&Enterprise::default()), action)?;
+    }
+    let e = store.enterprise(id).await.map_err(status_from_store)?;
+    authorize(caller, id, e.as_ref(), action)?;
+    let e = e.ok_or_else(|| Status::not_found(format!("enterprise {id} not found")))?;
+    let profile = store.clean_profile(id).await.map_err(status_from_store)?;
+    Ok((e, profile.unwrap_or_else(|| CleanProfile::new(id))))
+}
+
 pub struct CleanTransportService {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
@@ -88,15 +107,7 @@ impl CleanTransportService {
         action: Action,
     ) -> Result<(Enterprise, CleanProfile), Status> {
         let caller = Caller::from_request(req)?;
-        // Refuse before touching the store when the id alone decides (enterprise, terminal).
-        if !matches!(caller, Caller::Admin | Caller::Police(_)) {
-            authorize(&caller, id, Some(&Enterprise::default()), action)?;
-        }
-        let e = self.store.enterprise(id).await.map_err(status_from_store)?;
-        authorize(&caller, id, e.as_ref(), action)?;
-        let e = e.ok_or_else(|| Status::not_found(format!("enterprise {id} not found")))?;
-        let profile = self.store.clean_profile(id).await.map_err(status_from_store)?;
-        Ok((e, profile.unwrap_or_else(|| CleanProfile::new(id))))
+        scope_enterprise(&*self.store, &caller, id, action).await
     }
 
     fn profile_to_proto(&self, p: &CleanProfile) -> proto::CleanProfile {
@@ -117,15 +128,15 @@ impl CleanTransportService {
     }
 }
 
-fn window_ms(s: u32) -> i64 {
+pub fn window_ms(s: u32) -> i64 {
     i64::from(if s == 0 { DEFAULT_MATCH_WINDOW_S } else { s.min(6 * 3600) }) * 1000
 }
 
-fn period(p: &str, from: i64, to: i64) -> Result<Period, Status> {
+pub fn period(p: &str, from: i64, to: i64) -> Result<Period, Status> {
     Period::parse(p, from, to).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
-fn report_status(e: ReportError) -> Status {
+pub fn report_status(e: ReportError) -> Status {
     match e {
         ReportError::Store(e) => status_from_store(e),
         e @ ReportError::TooManyPassages(_) => Status::resource_exhausted(e.to_string()),

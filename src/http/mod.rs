@@ -46,6 +46,9 @@ pub struct HttpState {
     pub desk: ViolationDesk,
     pub auth: Arc<Authenticator>,
     pub tokens: TokenDesk,
+    /// For the clean-transport reads (the gRPC service's scoping and reports, reused).
+    pub store: Arc<dyn crate::store::Store>,
+    pub registry: Arc<crate::registry::Registry>,
 }
 
 pub struct Route {
@@ -84,6 +87,8 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/v1/tokens", false, get(list_tokens)),
         route(Method::POST, "/v1/tokens", false, post(create_token)),
         route(Method::POST, "/v1/tokens/{id}/revoke", false, post(revoke_token)),
+        route(Method::GET, "/v1/enterprises/{id}/clean-transport/ratio", false, get(clean_ratio)),
+        route(Method::GET, "/v1/enterprises/{id}/clean-transport/passages", false, get(clean_passages)),
     ]
 }
 
@@ -294,6 +299,97 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(st.tokens.revoke(&who, &id).await?))
+}
+
+/// Query of the clean-transport reads; the same fields as the gRPC requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CleanQuery {
+    /// `2025`, `2025-Q3`, `2025-07`; empty: `from_ms`..`to_ms`.
+    period: String,
+    from_ms: i64,
+    to_ms: i64,
+    /// Gate record ↔ telemetry pairing window; 0: the default.
+    match_window_s: u32,
+    problems_only: bool,
+    page_size: u32,
+}
+
+/// The clean-transport service decides in gRPC terms; the HTTP API reuses its decisions.
+fn from_status(s: tonic::Status) -> ApiError {
+    let m = s.message().to_string();
+    match s.code() {
+        tonic::Code::PermissionDenied => ApiError::PermissionDenied(m),
+        tonic::Code::NotFound => ApiError::NotFound(m),
+        tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted => ApiError::InvalidArgument(m),
+        tonic::Code::Unauthenticated => ApiError::Unauthenticated(m),
+        _ => ApiError::Unavailable(m),
+    }
+}
+
+async fn clean_ratio(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(q): Query<CleanQuery>,
+) -> ApiResult<impl IntoResponse> {
+    use crate::grpc::clean_svc::{period, report_status, scope_enterprise, window_ms, Action};
+    let (_, profile) =
+        scope_enterprise(&*st.store, &who.caller, &id, Action::Read).await.map_err(from_status)?;
+    let p = period(&q.period, q.from_ms, q.to_ms).map_err(from_status)?;
+    let report = crate::clean::report::ratio_report(
+        &*st.store,
+        &*st.registry,
+        &profile,
+        &p,
+        window_ms(q.match_window_s),
+    )
+    .await
+    .map_err(|e| from_status(report_status(e)))?;
+    let mut body = serde_json::to_value(&report).map_err(|e| {
+        tracing::error!(error = %e, "ratio report does not serialise");
+        ApiError::Unavailable("cannot render the report".into())
+    })?;
+    body["shortfalls"] = serde_json::json!(report.shortfalls());
+    Ok(Json(body))
+}
+
+async fn clean_passages(
+    State(st): State<HttpState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(q): Query<CleanQuery>,
+) -> ApiResult<impl IntoResponse> {
+    use crate::clean::reconcile::MatchStatus;
+    use crate::grpc::clean_svc::{period, report_status, scope_enterprise, window_ms, Action};
+    scope_enterprise(&*st.store, &who.caller, &id, Action::Read).await.map_err(from_status)?;
+    let p = period(&q.period, q.from_ms, q.to_ms).map_err(from_status)?;
+    let limit = match q.page_size {
+        0 => 1000,
+        n => n.min(10_000) as usize,
+    };
+    let (mut passages, mut truncated) = (Vec::new(), false);
+    crate::clean::report::for_each_reconciled(
+        &*st.store,
+        &*st.registry,
+        &id,
+        p.from_ms,
+        p.to_ms,
+        window_ms(q.match_window_s),
+        |x| {
+            if q.problems_only && x.status == MatchStatus::Matched && !x.stage_mismatch {
+                return;
+            }
+            if passages.len() < limit {
+                passages.push(x);
+            } else {
+                truncated = true;
+            }
+        },
+    )
+    .await
+    .map_err(|e| from_status(report_status(e)))?;
+    Ok(Json(serde_json::json!({ "passages": passages, "truncated": truncated })))
 }
 
 #[cfg(test)]
