@@ -629,6 +629,7 @@ async fn admins_issue_and_revoke_tokens_on_a_running_server() {
     register(&s).await;
     commit(&s, fixture()).await;
     let mut admin = AdminClient::new(channel(&s).await);
+    let admin_secret = token(&s, Role::Admin).await;
 
     // gRPC: a Hangzhou police token, usable at once and scoped like one made by the CLI.
     let created = admin
@@ -680,7 +681,7 @@ async fn admins_issue_and_revoke_tokens_on_a_running_server() {
         s.http_addr,
         "POST",
         "/v1/tokens",
-        Some(&created_admin_secret(&s).await),
+        Some(&admin_secret),
         Some(r#"{"role":"enterprise","enterprise":"ENT-NB","label":"Ningbo port logistics"}"#.into()),
     )
     .await;
@@ -689,8 +690,7 @@ async fn admins_issue_and_revoke_tokens_on_a_running_server() {
     assert_eq!(firm["token"]["scope"], "enterprise ENT-NB");
     let listed = admin.list_tokens(proto::ListTokensRequest {}).await.unwrap().into_inner().tokens;
     assert!(listed.iter().any(|t| t.id == info.id) && listed.iter().any(|t| t.id == firm["token"]["id"]));
-    let (_, _, body) =
-        http(s.http_addr, "GET", "/v1/tokens", Some(&created_admin_secret(&s).await), None).await;
+    let (_, _, body) = http(s.http_addr, "GET", "/v1/tokens", Some(&admin_secret), None).await;
     let text = String::from_utf8_lossy(&body);
     assert!(!text.contains(&created.secret) && !text.contains("hash"), "{text}");
 
@@ -712,7 +712,7 @@ async fn admins_issue_and_revoke_tokens_on_a_running_server() {
     assert_eq!(e.code(), Code::NotFound);
     let firm_secret = firm["secret"].as_str().unwrap().to_string();
     let path = format!("/v1/tokens/{}/revoke", firm["token"]["id"].as_str().unwrap());
-    let (status, _, _) = http(s.http_addr, "POST", &path, Some(&created_admin_secret(&s).await), None).await;
+    let (status, _, _) = http(s.http_addr, "POST", &path, Some(&admin_secret), None).await;
     assert_eq!(status, 200);
     assert_eq!(http(s.http_addr, "GET", "/v1/violations", Some(&firm_secret), None).await.0, 401);
 
@@ -723,8 +723,4 @@ async fn admins_issue_and_revoke_tokens_on_a_running_server() {
     assert!(actions.contains(&("token_revoke", info.id.as_str())), "{actions:?}");
     assert_eq!(audit.iter().filter(|e| e.action == "token_revoke" && e.target == info.id).count(), 1);
     s.shutdown().await;
-}
-
-async fn created_admin_secret(s: &RunningServer) -> String {
-    token(s, Role::Admin).await
 }

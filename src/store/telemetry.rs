@@ -110,20 +110,20 @@ impl Telemetry {
         &self,
         records: impl ExactSizeIterator<Item = &'a TelemetryRecord>,
     ) -> Result<(), StoreError> {
-        self.put_raw(records.map(|r| (record_key(&r.vin, r.time_ms).to_vec(), encode_record(r))))
+        self.put_raw(records.map(|r| (record_key(&r.vin, r.time_ms), encode_record(r))))
     }
 
     /// Durable puts of encoded (key, value) pairs; the day comes from the key's time.
-    pub(super) fn put_raw(
-        &self,
-        rows: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
+    pub(super) fn put_raw<K>(&self, rows: impl IntoIterator<Item = (K, Vec<u8>)>) -> Result<(), StoreError>
+    where
+        K: AsRef<[u8]> + Into<fjall::UserKey>,
+    {
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
         // A batch's records are nearly always of one day: look its keyspace up once.
         let mut current: Option<(i64, Keyspace)> = None;
         for (k, v) in rows {
-            let Some(t) = k.get(TIME_BYTES).and_then(time_from_key) else {
-                return Err(StoreError::Corrupt { what: "telemetry key", detail: hex::encode(&k) });
+            let Some(t) = k.as_ref().get(TIME_BYTES).and_then(time_from_key) else {
+                return Err(StoreError::Corrupt { what: "telemetry key", detail: hex::encode(k.as_ref()) });
             };
             let day = day_of(t);
             let ks = match &current {
