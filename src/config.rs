@@ -77,7 +77,9 @@ pub enum StoreKind {
     #[default]
     Embedded,
     /// A ScyllaDB cluster (needs a binary built with `--features scylla`): several stateless
-    /// smogwatch nodes share it.
+    /// smogwatch nodes share it. Apache Cassandra 4/5 speaks the same CQL (`cql` and
+    /// `cassandra` are accepted as names for the same backend).
+    #[serde(alias = "cql", alias = "cassandra")]
     Scylla,
 }
 
@@ -185,8 +187,6 @@ pub struct ScyllaConfig {
     pub connect_timeout_ms: u64,
     /// Concurrent requests one commit or read keeps in flight.
     pub max_concurrency: usize,
-    /// How far back an unbounded violation listing looks (no `from` given).
-    pub violations_lookback_days: u32,
 }
 
 impl Default for ScyllaConfig {
@@ -203,7 +203,6 @@ impl Default for ScyllaConfig {
             request_timeout_ms: 10_000,
             connect_timeout_ms: 5_000,
             max_concurrency: 64,
-            violations_lookback_days: 366,
         }
     }
 }

@@ -255,13 +255,16 @@ async fn connect(server: &str, token: Option<&str>) -> anyhow::Result<(tonic::tr
 
 async fn token_command(cfg: &smogwatch::config::Config, command: TokenCommand) -> anyhow::Result<()> {
     use smogwatch::auth::{self, TokenInfo};
-    use smogwatch::store::embedded::EmbeddedStore;
-    let store = EmbeddedStore::open(&cfg.data_dir).with_context(|| {
-        format!(
+    // The configured store: the embedded one admits one process (stop the server, or use
+    // --server); a CQL cluster is shared, so this works beside running nodes.
+    let store = smogwatch::server::open_store(cfg).await.with_context(|| match cfg.store.kind {
+        smogwatch::config::StoreKind::Embedded => format!(
             "opening the store in {} (a running server holds it: stop it, or use --server)",
             cfg.data_dir.display()
-        )
+        ),
+        smogwatch::config::StoreKind::Scylla => "connecting to the CQL store".to_string(),
     })?;
+    let store = &*store;
     match command {
         TokenCommand::Create { role, city, county, enterprise, vins, label } => {
             let role = auth::role_from_parts(
@@ -271,17 +274,16 @@ async fn token_command(cfg: &smogwatch::config::Config, command: TokenCommand) -
                 enterprise.as_deref(),
                 &vins,
             )?;
-            let (token, secret) = auth::create_token(&store, role, label, &cli_actor()).await?;
+            let (token, secret) = auth::create_token(store, role, label, &cli_actor()).await?;
             print_created(&TokenInfo::from(&token), &secret);
         }
         TokenCommand::List => {
-            use smogwatch::store::Store;
             let mut tokens = store.tokens().await?;
             tokens.sort_by_key(|t| t.created_ms);
             print_tokens(tokens.iter().map(TokenInfo::from));
         }
         TokenCommand::Revoke { id } => {
-            let t = auth::revoke_token(&store, &id, &cli_actor()).await?;
+            let t = auth::revoke_token(store, &id, &cli_actor()).await?;
             eprintln!("revoked token {} ({})", t.id, t.label);
         }
     }

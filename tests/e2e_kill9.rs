@@ -7,7 +7,6 @@ use smogwatch::model::Vin;
 use smogwatch::proto::{
     self, registry_client::RegistryClient, telemetry_ingest_client::TelemetryIngestClient,
 };
-use smogwatch::store::{embedded::EmbeddedStore, Store};
 
 const VIN: &str = "LZZ5BLSJ3DA000201";
 
@@ -48,7 +47,7 @@ async fn acknowledged_batches_survive_kill_9() {
     assert_eq!(acked.len(), 50);
 
     // The process is gone; open its store directly.
-    let store = EmbeddedStore::open(dir.path()).expect("store opens after kill -9");
+    let store = open_store(dir.path()).await;
     let vin = Vin::parse(VIN).unwrap();
     let stored = store.records(vin, T0, T0 + 100_000_000, 1_000_000).await.unwrap();
     let times: std::collections::HashSet<i64> = stored.iter().map(|r| r.time_ms).collect();

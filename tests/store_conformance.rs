@@ -519,6 +519,149 @@ pub mod cases {
         assert_eq!(s.non_road_volumes("ENT-1", mid - 3 * DAY, mid - 2 * DAY).await.unwrap().len(), 2);
         assert!(s.non_road_volumes("ENT-2", mid, mid + DAY).await.unwrap().is_empty());
     }
+
+    /// A listing without `from` reaches violations of any age (first run on Cassandra: a
+    /// 366-day look-back horizon hid older ones), by time, by VIN and by city.
+    pub async fn old_violations_are_listed_without_a_from_bound(h: Harness) {
+        let s = &*h.store;
+        let a = vin(7);
+        let old = violation(a, "R1", yesterday_midnight() - 800 * DAY);
+        let recent = violation(a, "R3", yesterday_midnight() + 3_600_000);
+        s.commit(upserts(&[old.clone(), recent.clone()])).await.unwrap();
+        let want = vec![recent.id.clone(), old.id.clone()];
+        assert_eq!(ids(&list_all(s, &ViolationQuery::default(), 10).await), want, "by time");
+        let q = ViolationQuery { vin: Some(a), ..Default::default() };
+        assert_eq!(ids(&list_all(s, &q, 10).await), want, "by VIN");
+        let q = ViolationQuery { city_code: Some("330100".into()), ..Default::default() };
+        assert_eq!(ids(&list_all(s, &q, 10).await), want, "by city");
+        let q = ViolationQuery { vins: Some(Arc::new([a].into_iter().collect())), ..Default::default() };
+        assert_eq!(ids(&list_all(s, &q, 10).await), want, "by fleet");
+    }
+
+    /// Live violations written for the first time get increasing alert numbers, once each, across
+    /// re-commits; late ones never alert; a reader resumes after any number.
+    pub async fn alerts_number_each_live_violation_once(h: Harness) {
+        let s = &*h.store;
+        assert_eq!(s.last_alert_seq().await.unwrap(), 0);
+        let t = yesterday_midnight() + 3_600_000;
+        let live: Vec<Violation> = (0..3).map(|i| violation(vin(20 + i), "R3", t + i64::from(i))).collect();
+        let out = s.commit(upserts(&live)).await.unwrap();
+        let seqs: Vec<u64> = out.alerts.iter().map(|a| a.seq).collect();
+        assert_eq!(seqs.len(), 3, "{seqs:?}");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] >= 1, "{seqs:?}");
+        let mut alerted: Vec<ViolationId> = out.alerts.iter().map(|a| a.violation.id.clone()).collect();
+        alerted.sort();
+        let mut want = ids(&live);
+        want.sort();
+        assert_eq!(alerted, want);
+        assert_eq!(s.last_alert_seq().await.unwrap(), seqs[2]);
+        // The same episodes again (a closed snapshot, a retried commit): no new alert.
+        let mut closed = live.clone();
+        for v in &mut closed {
+            v.status = ViolationStatus::Closed;
+            v.ended_ms = Some(v.started_ms + 60_000);
+        }
+        assert!(s.commit(upserts(&closed)).await.unwrap().alerts.is_empty());
+        // A late violation never alerts.
+        let mut late = violation(vin(30), "R3", t - DAY);
+        late.late = true;
+        let out = s
+            .commit(CommitBatch {
+                violations: vec![ViolationWrite::InsertIfAbsent(late)],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.written_violations.len(), 1);
+        assert!(out.alerts.is_empty());
+        // A fourth live one continues the numbering.
+        let fourth = violation(vin(31), "R2.opacity", t + 10);
+        let out = s.commit(upserts(std::slice::from_ref(&fourth))).await.unwrap();
+        assert_eq!(out.alerts.len(), 1);
+        assert!(out.alerts[0].seq > seqs[2]);
+        let all = s.alerts_after(0, 100).await.unwrap();
+        assert_eq!(
+            all.iter().map(|a| a.seq).collect::<Vec<_>>(),
+            [seqs[0], seqs[1], seqs[2], out.alerts[0].seq]
+        );
+        let rest = s.alerts_after(seqs[1], 100).await.unwrap();
+        assert_eq!(rest.len(), 2);
+        assert_eq!(rest[1].violation.id, fourth.id);
+        assert_eq!(s.alerts_after(seqs[0], 1).await.unwrap().len(), 1, "limit holds");
+    }
+
+    /// A review and its audit entry; the audit log pages newest first; a review of a violation
+    /// that does not exist is refused.
+    pub async fn reviews_and_audit_log(h: Harness) {
+        use smogwatch::model::{AuditAction, AuditEntry, ReviewDecision, ViolationReview};
+        let s = &*h.store;
+        let v = violation(vin(40), "R3", yesterday_midnight() + 3_600_000);
+        s.commit(upserts(std::slice::from_ref(&v))).await.unwrap();
+        let entry = |action, target: &str| AuditEntry {
+            seq: 0,
+            at_ms: now_ms(),
+            actor: "tok1 (desk 3)".into(),
+            action,
+            target: target.into(),
+            detail: serde_json::json!({"n": 1}),
+        };
+        let review = ViolationReview {
+            violation_id: v.id.clone(),
+            decision: ReviewDecision::Dismissed,
+            reason: "NOx sensor replaced that day".into(),
+            reviewer: "tok1 (desk 3)".into(),
+            at_ms: now_ms(),
+        };
+        let first =
+            s.review_violation(review.clone(), entry(AuditAction::Review, v.id.as_str())).await.unwrap();
+        assert!(first.seq >= 1);
+        let got = s.violation_reviews(&[v.id.clone(), ViolationId("nope".into())]).await.unwrap();
+        assert_eq!(got, vec![Some(review), None]);
+        let missing =
+            ViolationReview { violation_id: ViolationId("missing".into()), ..got[0].clone().unwrap() };
+        assert!(s.review_violation(missing, entry(AuditAction::Review, "missing")).await.is_err());
+        let mut seqs = vec![first.seq];
+        for i in 0..4 {
+            let e = s.append_audit(entry(AuditAction::Export, &format!("csv-{i}"))).await.unwrap();
+            assert!(e.seq > *seqs.last().unwrap(), "audit numbers increase");
+            seqs.push(e.seq);
+        }
+        let log = s.audit_log(None, 3).await.unwrap();
+        assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), [seqs[4], seqs[3], seqs[2]]);
+        assert_eq!(log[0].target, "csv-3");
+        let older = s.audit_log(Some(seqs[2]), 10).await.unwrap();
+        assert_eq!(older.iter().map(|e| e.seq).collect::<Vec<_>>(), [seqs[1], seqs[0]]);
+        assert_eq!(older[1].action, AuditAction::Review);
+    }
+
+    pub async fn tokens_round_trip(h: Harness) {
+        use smogwatch::model::{ApiToken, Role};
+        let s = &*h.store;
+        let admin = ApiToken {
+            id: "0123456789abcdef".into(),
+            hash: "ab".repeat(32),
+            role: Role::Admin,
+            label: "operator".into(),
+            created_ms: now_ms(),
+            revoked_ms: None,
+        };
+        let ent = ApiToken {
+            id: "fedcba9876543210".into(),
+            hash: "cd".repeat(32),
+            role: Role::Enterprise("ENT-1".into()),
+            label: "steel works".into(),
+            ..admin.clone()
+        };
+        s.put_token(admin.clone()).await.unwrap();
+        s.put_token(ent.clone()).await.unwrap();
+        assert_eq!(s.token(&ent.id).await.unwrap(), Some(ent.clone()));
+        assert_eq!(s.token("0000000000000000").await.unwrap(), None);
+        let revoked = ApiToken { revoked_ms: Some(now_ms()), ..ent.clone() };
+        s.put_token(revoked.clone()).await.unwrap();
+        let mut all = s.tokens().await.unwrap();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(all, vec![admin, revoked]);
+    }
 }
 
 fn embedded_harness(dir: &std::path::Path) -> Harness {
@@ -586,6 +729,10 @@ conformance!(
     clean_profile_round_trip,
     gate_passages_range_idempotence_and_commit,
     non_road_volumes_overlap,
+    old_violations_are_listed_without_a_from_bound,
+    alerts_number_each_live_violation_once,
+    reviews_and_audit_log,
+    tokens_round_trip,
 );
 
 /// Present exactly when the Scylla half of the suite is NOT compiled in, so that a run without a

@@ -10,6 +10,30 @@ use tonic::transport::Channel;
 
 pub const T0: i64 = 1_761_926_400_000; // 2025-11-01T00:00:00+08:00
 
+/// The store the end-to-end tests run on: the embedded one, or, with `SMOGWATCH_TEST_STORE=cql`,
+/// the CQL backend on the Cassandra/ScyllaDB node(s) of `SMOGWATCH_SCYLLA_URI` (CI starts one with
+/// `deploy/cassandra/cassandra.sh`). A CQL run without a reachable server fails; it never passes
+/// silently on the embedded store.
+pub fn cql_uris() -> Option<String> {
+    match std::env::var("SMOGWATCH_TEST_STORE").as_deref() {
+        Ok("cql") => Some(std::env::var("SMOGWATCH_SCYLLA_URI").unwrap_or_else(|_| "127.0.0.1:9042".into())),
+        Ok("embedded") | Ok("") | Err(_) => None,
+        Ok(other) => panic!("SMOGWATCH_TEST_STORE={other}: expected `cql` or `embedded`"),
+    }
+}
+
+/// One keyspace per test store directory, so that a restart on the same `dir` finds its data and
+/// tests running side by side never see each other's.
+pub fn keyspace_for(dir: &Path) -> String {
+    let h = blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex();
+    format!("e2e_{}", &h.as_str()[..24])
+}
+
+/// The replication factor of the test keyspaces (`SMOGWATCH_TEST_RF`, default 1: one node).
+pub fn test_rf() -> u32 {
+    std::env::var("SMOGWATCH_TEST_RF").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+}
+
 pub fn config(dir: &Path) -> Config {
     let mut cfg = Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
@@ -20,7 +44,32 @@ pub fn config(dir: &Path) -> Config {
     };
     cfg.pipeline.workers = 2;
     cfg.hj1239.addr = Some("127.0.0.1:0".parse().unwrap());
+    if let Some(uris) = cql_uris() {
+        cfg.store.kind = smogwatch::config::StoreKind::Scylla;
+        cfg.store.scylla.uris = uris.split(',').map(|u| u.trim().to_string()).collect();
+        cfg.store.scylla.keyspace = keyspace_for(dir);
+        cfg.store.scylla.replication = smogwatch::config::Replication::Simple { factor: test_rf() };
+    }
     cfg
+}
+
+/// The same store selection as `config`, as environment variables for the real binary.
+pub fn store_env(dir: &Path) -> Vec<(String, String)> {
+    let mut env = vec![("SMOGWATCH_DATA_DIR".to_string(), dir.display().to_string())];
+    if let Some(uris) = cql_uris() {
+        env.push(("SMOGWATCH_STORE__KIND".into(), "scylla".into()));
+        env.push(("SMOGWATCH_STORE__SCYLLA__URIS".into(), uris));
+        env.push(("SMOGWATCH_STORE__SCYLLA__KEYSPACE".into(), keyspace_for(dir)));
+        env.push(("SMOGWATCH_STORE__SCYLLA__REPLICATION__STRATEGY".into(), "simple".into()));
+        env.push(("SMOGWATCH_STORE__SCYLLA__REPLICATION__FACTOR".into(), test_rf().to_string()));
+    }
+    env
+}
+
+/// Opens the store of `dir` directly (the server is stopped or dead), on whichever backend
+/// `config` chose.
+pub async fn open_store(dir: &Path) -> std::sync::Arc<dyn smogwatch::store::Store> {
+    smogwatch::server::open_store(&config(dir)).await.expect("store opens")
 }
 
 pub async fn server(dir: &Path) -> RunningServer {
@@ -192,7 +241,7 @@ pub fn free_port() -> u16 {
 pub fn admin_token(dir: &std::path::Path) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_smogwatch"))
         .args(["token", "create", "--role", "admin", "--label", "e2e operator"])
-        .env("SMOGWATCH_DATA_DIR", dir)
+        .envs(store_env(dir))
         .output()
         .expect("token create runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -224,7 +273,7 @@ pub fn spawn(dir: &std::path::Path, grpc: u16) -> Spawned {
         .env("SMOGWATCH_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
         // Not the default 9000: tests run side by side, and a developer's server may hold it.
         .env("SMOGWATCH_HJ1239__ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("SMOGWATCH_DATA_DIR", dir)
+        .envs(store_env(dir))
         .env("SMOGWATCH_RETENTION_DAYS", "0")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())

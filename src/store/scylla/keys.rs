@@ -62,16 +62,6 @@ pub fn month_start_ms(yyyymm: i32) -> TimestampMs {
         .unwrap_or(if yyyymm <= 0 { i64::MIN } else { i64::MAX })
 }
 
-/// The month before `yyyymm`.
-pub fn prev_month(yyyymm: i32) -> i32 {
-    let (y, m) = (yyyymm.div_euclid(100), yyyymm.rem_euclid(100));
-    if m <= 1 {
-        (y - 1) * 100 + 12
-    } else {
-        y * 100 + m - 1
-    }
-}
-
 fn hash_bucket(bytes: &[u8], n: i32) -> i32 {
     let h = blake3::hash(bytes);
     let b = h.as_bytes();
@@ -125,8 +115,6 @@ mod tests {
         let t = 1_761_926_400_000; // 2025-11-01T00:00+08:00 = 2025-10-31T16:00Z
         assert_eq!(month_bucket(t), 202511);
         assert_eq!(month_bucket(t - 1), 202510);
-        assert_eq!(prev_month(202601), 202512);
-        assert_eq!(prev_month(202511), 202510);
         assert_eq!(month_bucket(i64::MIN), 0);
         assert_eq!(month_start_ms(202511), t);
         assert_eq!(month_bucket(month_start_ms(202601)), 202601);

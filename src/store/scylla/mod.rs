@@ -47,6 +47,7 @@
 //!   `audit_by_seq`, newest first; a review and its audit entry go in one logged batch. A
 //!   failed append leaves a gap in the numbers, which is harmless to the log.
 //! - **Tokens** are few and live in one partition of `api_tokens_by_id`, keyed by token id.
+pub mod dialect;
 mod keys;
 mod merge;
 pub mod schema;
@@ -81,8 +82,8 @@ use ::scylla::value::{CqlValue, Row};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use keys::{
-    day_bucket, day_start_ms, month_bucket, month_start_ms, prev_month, seq_bucket, ALERT_BUCKET,
-    AUDIT_BUCKET, DAY_SHARDS, ENTERPRISE_BUCKETS, VEHICLE_BUCKETS,
+    day_bucket, day_start_ms, month_bucket, month_start_ms, seq_bucket, ALERT_BUCKET, AUDIT_BUCKET,
+    DAY_SHARDS, ENTERPRISE_BUCKETS, VEHICLE_BUCKETS,
 };
 use statements::{IndexRow, Prepared};
 use std::cmp::Reverse;
@@ -310,13 +311,19 @@ pub fn plan_commit(batch: CommitBatch) -> CommitPlan {
     plan
 }
 
+/// Bucket directory entries remembered as written (bounded: cleared when full, which only
+/// costs a repeated idempotent write).
+const MAX_KNOWN_BUCKETS: usize = 100_000;
+/// Directory entries one listing reads (one partition of ints: ~27 years of days).
+const MAX_BUCKETS_PER_SCAN: usize = 10_000;
+
 struct Inner {
     session: Session,
+    known_buckets: parking_lot::Mutex<std::collections::HashSet<(&'static str, String, i32)>>,
     st: Prepared,
     keyspace: String,
     telemetry_ttl_s: i64,
     concurrency: usize,
-    lookback_days: u32,
 }
 
 /// The ScyllaDB store. Cheap to clone.
@@ -357,17 +364,19 @@ impl ScyllaStore {
             .build()
             .await?;
         let ttl = cfg.telemetry_ttl_s(retention_days);
-        schema::apply(&session, cfg, ttl).await?;
+        let server = dialect::detect(&session).await?;
+        tracing::info!(server = server.dialect.name(), version = %server.release_version, "CQL server identified");
+        schema::apply(&session, cfg, server.dialect, ttl).await?;
         let st = Prepared::prepare(&session, &cfg.keyspace).await?;
-        tracing::info!(keyspace = %cfg.keyspace, nodes = ?cfg.uris, telemetry_ttl_s = ttl, "scylla store ready");
+        tracing::info!(keyspace = %cfg.keyspace, nodes = ?cfg.uris, telemetry_ttl_s = ttl, "CQL store ready");
         Ok(ScyllaStore {
             inner: Arc::new(Inner {
                 session,
+                known_buckets: Default::default(),
                 st,
                 keyspace: cfg.keyspace.clone(),
                 telemetry_ttl_s: ttl,
                 concurrency: cfg.max_concurrency.max(1),
-                lookback_days: cfg.violations_lookback_days.max(1),
             }),
         })
     }
@@ -649,6 +658,18 @@ impl ScyllaStore {
 
     async fn write_index_row(&self, row: IndexRow) -> Result<(), ScyllaError> {
         let st = self.st();
+        // The directory entry first, so a listing that can find the row's partition exists
+        // before the row does. Each (kind, key, bucket) is written once per process.
+        if let Some(entry) = row.bucket() {
+            if !self.inner.known_buckets.lock().contains(&entry) {
+                self.exec(&st.insert_index_bucket, (entry.0, entry.1.as_str(), entry.2)).await?;
+                let mut known = self.inner.known_buckets.lock();
+                if known.len() >= MAX_KNOWN_BUCKETS {
+                    known.clear();
+                }
+                known.insert(entry);
+            }
+        }
         match row {
             IndexRow::ByDay { day, shard, started_ms, id, vin, rule } => {
                 self.exec(&st.insert_violation_by_day, (day, shard, started_ms, id, vin, rule)).await
@@ -898,20 +919,21 @@ impl ScyllaStore {
         }
         // The newest instant the range can hold (an empty id makes the bound exclusive of its time).
         let top = if upper.1.is_empty() { upper.0 - 1 } else { upper.0 };
-        let groups: Vec<Group> = match access {
-            Access::Vin(_) => {
-                let (first, mut month) = (month_bucket(lower), month_bucket(top));
-                let mut g = Vec::new();
-                while month >= first {
-                    g.push(Group::Month(month));
-                    month = prev_month(month);
-                }
-                g
+        // Only the buckets that hold rows (the directory), newest first.
+        let (kind, key, first, last) = match access {
+            Access::Vin(vin) => {
+                (statements::BUCKETS_BY_VIN, vin.as_str(), month_bucket(lower), month_bucket(top))
             }
-            Access::Time | Access::City(_) => {
-                (day_bucket(lower)..=day_bucket(top)).rev().map(Group::Day).collect()
-            }
+            Access::City(city) => (statements::BUCKETS_BY_CITY, city, day_bucket(lower), day_bucket(top)),
+            Access::Time => (statements::BUCKETS_BY_DAY, "", day_bucket(lower), day_bucket(top)),
         };
+        let buckets: Vec<(i32,)> = self
+            .read_rows(&self.st().select_index_buckets, (kind, key, first, last), MAX_BUCKETS_PER_SCAN)
+            .await?;
+        let groups: Vec<Group> = buckets
+            .into_iter()
+            .map(|(b,)| if matches!(access, Access::Vin(_)) { Group::Month(b) } else { Group::Day(b) })
+            .collect();
         let keep = |e: &IndexEntry| {
             e.started_ms >= lower
                 && query.vin.is_none_or(|v| v.as_str() == e.vin)
@@ -1009,12 +1031,9 @@ impl ScyllaStore {
             (None, Some(to)) => (to, String::new()),
             (None, None) => (now.saturating_add(MAX_FUTURE_MS).saturating_add(DAY_MS), String::new()),
         };
-        // Lower bound: the query's `from`, else a capped look-back (anchored on now so that every
-        // page of one listing agrees): an unbounded listing covers the last `lookback_days`.
-        let lower = query
-            .from_ms
-            .unwrap_or_else(|| now.saturating_sub(i64::from(self.inner.lookback_days) * DAY_MS))
-            .max(MIN_VALID_MS);
+        // Lower bound: the query's `from`, else everything (the bucket directory lists only the
+        // buckets that exist, so an unbounded listing costs no empty-partition reads).
+        let lower = query.from_ms.unwrap_or(MIN_VALID_MS).max(MIN_VALID_MS);
         // The most selective index the query allows; the other filters are checked while scanning.
         if let Some(vin) = &query.vin {
             return self.scan(Access::Vin(vin), query, upper, lower, limit, SCAN_BUDGET).await;

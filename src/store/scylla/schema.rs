@@ -12,6 +12,7 @@
 //! Layout rules: every read names its full partition key (checked by the statement catalogue
 //! tests), no `ALLOW FILTERING`, no partition grows without bound (time-bucketed by day or month,
 //! or hash-bucketed).
+use super::dialect::Dialect;
 use super::ScyllaError;
 use crate::config::{Replication, ScyllaConfig, Tablets};
 
@@ -278,6 +279,21 @@ pub const MIGRATIONS: &[Migration] = &[
 )",
         ],
     },
+    Migration {
+        version: 8,
+        // Which buckets of each violation index hold rows ('day' → days of violations_by_day,
+        // 'vin' → months of a VIN, 'city' → days of a city), newest first. A listing walks only
+        // these instead of every day back to a look-back horizon: exact for any age (the first
+        // run on Cassandra found violations older than the 366-day horizon unlistable) and one
+        // read instead of ~1,500 empty partitions for an unbounded listing.
+        name: "violation index bucket directory",
+        statements: &["CREATE TABLE IF NOT EXISTS {ks}.violation_index_buckets (
+    kind text,
+    key text,
+    bucket int,
+    PRIMARY KEY ((kind, key), bucket)
+) WITH CLUSTERING ORDER BY (bucket DESC)"],
+    },
 ];
 
 /// The bookkeeping table itself (created before any migration runs).
@@ -329,7 +345,8 @@ fn quote(s: &str) -> String {
 
 /// `CREATE KEYSPACE IF NOT EXISTS` from the configured replication. An existing keyspace is left
 /// as it is: changing replication needs `ALTER KEYSPACE` and a repair, an operator's decision.
-pub fn keyspace_cql(cfg: &ScyllaConfig) -> Result<String, ScyllaError> {
+/// The `tablets` option exists only on ScyllaDB: Cassandra gets the keyspace without it.
+pub fn keyspace_cql(cfg: &ScyllaConfig, dialect: Dialect) -> Result<String, ScyllaError> {
     validate_keyspace(&cfg.keyspace)?;
     let replication = match &cfg.replication {
         Replication::Simple { factor } if *factor > 0 => {
@@ -346,6 +363,7 @@ pub fn keyspace_cql(cfg: &ScyllaConfig) -> Result<String, ScyllaError> {
         }
     };
     let tablets = match cfg.tablets {
+        _ if dialect == Dialect::Cassandra => "",
         Tablets::Default => "",
         Tablets::Enabled => " AND tablets = {'enabled': true}",
         Tablets::Disabled => " AND tablets = {'enabled': false}",
@@ -366,10 +384,11 @@ pub fn telemetry_ttl_statement(ks: &str, ttl_s: i64) -> String {
 pub async fn apply(
     session: &::scylla::client::session::Session,
     cfg: &ScyllaConfig,
+    dialect: Dialect,
     telemetry_ttl_s: i64,
 ) -> Result<(), ScyllaError> {
     let ks = cfg.keyspace.as_str();
-    session.query_unpaged(keyspace_cql(cfg)?, ()).await?;
+    session.query_unpaged(keyspace_cql(cfg, dialect)?, ()).await?;
     session.await_schema_agreement().await?;
     session.query_unpaged(render(SCHEMA_MIGRATIONS, ks), ()).await?;
     session.await_schema_agreement().await?;
@@ -436,7 +455,7 @@ mod tests {
 
     #[test]
     fn keyspace_options_render() {
-        let simple = keyspace_cql(&cfg(Replication::Simple { factor: 3 })).unwrap();
+        let simple = keyspace_cql(&cfg(Replication::Simple { factor: 3 }), Dialect::Scylla).unwrap();
         assert_eq!(
             simple,
             "CREATE KEYSPACE IF NOT EXISTS smogwatch WITH replication = {'class': 'SimpleStrategy', \
@@ -445,17 +464,39 @@ mod tests {
         let factors = BTreeMap::from([("hangzhou".to_string(), 3), ("ning'bo".to_string(), 2)]);
         let mut c = cfg(Replication::NetworkTopology { factors });
         c.tablets = Tablets::Disabled;
-        let nts = keyspace_cql(&c).unwrap();
+        let nts = keyspace_cql(&c, Dialect::Scylla).unwrap();
         assert!(nts.contains("{'class': 'NetworkTopologyStrategy', 'hangzhou': 3, 'ning''bo': 2}"), "{nts}");
         assert!(nts.ends_with("AND tablets = {'enabled': false}"));
-        assert!(keyspace_cql(&cfg(Replication::Simple { factor: 0 })).is_err());
-        assert!(keyspace_cql(&cfg(Replication::NetworkTopology { factors: BTreeMap::new() })).is_err());
+        assert!(keyspace_cql(&cfg(Replication::Simple { factor: 0 }), Dialect::Scylla).is_err());
+        assert!(keyspace_cql(
+            &cfg(Replication::NetworkTopology { factors: BTreeMap::new() }),
+            Dialect::Scylla
+        )
+        .is_err());
         // The shipped default: vnodes, because late violations use LWT.
-        let default = keyspace_cql(&ScyllaConfig::default()).unwrap();
+        let default = keyspace_cql(&ScyllaConfig::default(), Dialect::Scylla).unwrap();
         assert!(default.ends_with("AND durable_writes = true AND tablets = {'enabled': false}"), "{default}");
         let mut bad = cfg(Replication::Simple { factor: 1 });
         bad.keyspace = "x; DROP KEYSPACE y".into();
-        assert!(keyspace_cql(&bad).is_err());
+        assert!(keyspace_cql(&bad, Dialect::Scylla).is_err());
+    }
+
+    #[test]
+    fn cassandra_never_gets_scylla_only_clauses() {
+        for tablets in [Tablets::Default, Tablets::Enabled, Tablets::Disabled] {
+            let mut c = cfg(Replication::Simple { factor: 3 });
+            c.tablets = tablets;
+            let cql = keyspace_cql(&c, Dialect::Cassandra).unwrap();
+            assert!(!cql.contains("tablets"), "{cql}");
+            assert!(cql.ends_with("AND durable_writes = true"), "{cql}");
+        }
+        for m in MIGRATIONS {
+            for s in m.statements {
+                for clause in ["USING TIMEOUT", "BYPASS CACHE", "per_partition_rate_limit", "tablets"] {
+                    assert!(!s.contains(clause), "migration {} uses Scylla-only {clause}", m.version);
+                }
+            }
+        }
     }
 
     #[test]

@@ -145,6 +145,11 @@ catalogue! {
     /// Jurisdiction listing (a city's enforcement desk).
     select_violations_by_city_day: Read "violations_by_city_day" ["city_code", "day"]
         "SELECT started_ms, id, vin, rule FROM {ks}.violations_by_city_day WHERE city_code = ? AND day = ? AND (started_ms, id) < (?, ?) AND (started_ms) >= (?) LIMIT ?";
+    insert_index_bucket: Write "violation_index_buckets" ["kind", "key"]
+        "INSERT INTO {ks}.violation_index_buckets (kind, key, bucket) VALUES (?, ?, ?)";
+    /// The buckets of one index key that hold rows, newest first, within [from, to].
+    select_index_buckets: Read "violation_index_buckets" ["kind", "key"]
+        "SELECT bucket FROM {ks}.violation_index_buckets WHERE kind = ? AND key = ? AND bucket >= ? AND bucket <= ?";
     insert_violation_by_enterprise_day: Write "violations_by_enterprise_day" ["enterprise_id", "day"]
         "INSERT INTO {ks}.violations_by_enterprise_day (enterprise_id, day, started_ms, id, vin, rule) VALUES (?, ?, ?, ?, ?, ?)";
     /// An enterprise's own violations (enterprise portal).
@@ -247,6 +252,7 @@ pub const STORE_READS: &[(&str, &[&str])] = &[
             "select_violations_by_day",
             "select_violations_by_vin_month",
             "select_violations_by_city_day",
+            "select_index_buckets",
             "select_violation",
             "select_review",
         ],
@@ -402,6 +408,24 @@ pub enum IndexRow {
         vin: String,
         rule: String,
     },
+}
+
+/// Index kinds in `violation_index_buckets`, named by what the bucket is keyed on.
+pub const BUCKETS_BY_DAY: &str = "day";
+pub const BUCKETS_BY_VIN: &str = "vin";
+pub const BUCKETS_BY_CITY: &str = "city";
+
+impl IndexRow {
+    /// The directory entry (kind, key, bucket) that lets a listing find this row's partition;
+    /// `None` for indexes no listing walks by bucket.
+    pub fn bucket(&self) -> Option<(&'static str, String, i32)> {
+        match self {
+            IndexRow::ByDay { day, .. } => Some((BUCKETS_BY_DAY, String::new(), *day)),
+            IndexRow::ByVinMonth { vin, month, .. } => Some((BUCKETS_BY_VIN, vin.clone(), *month)),
+            IndexRow::ByCityDay { city_code, day, .. } => Some((BUCKETS_BY_CITY, city_code.clone(), *day)),
+            IndexRow::ByEnterpriseDay { .. } => None,
+        }
+    }
 }
 
 /// The index rows of a violation. Their keys use only what never changes between snapshots of
