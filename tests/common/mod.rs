@@ -16,7 +16,13 @@ pub const T0: i64 = 1_761_926_400_000; // 2025-11-01T00:00:00+08:00
 /// silently on the embedded store.
 pub fn cql_uris() -> Option<String> {
     match std::env::var("SMOGWATCH_TEST_STORE").as_deref() {
-        Ok("cql") => Some(std::env::var("SMOGWATCH_SCYLLA_URI").unwrap_or_else(|_| "127.0.0.1:9042".into())),
+        // SMOGWATCH_TEST_CQL_URIS (read at run time) names a cluster without rebuilding:
+        // SMOGWATCH_SCYLLA_URI is also a build-time switch (build.rs), and changing it recompiles.
+        Ok("cql") => Some(
+            std::env::var("SMOGWATCH_TEST_CQL_URIS")
+                .or_else(|_| std::env::var("SMOGWATCH_SCYLLA_URI"))
+                .unwrap_or_else(|_| "127.0.0.1:9042".into()),
+        ),
         Ok("embedded") | Ok("") | Err(_) => None,
         Ok(other) => panic!("SMOGWATCH_TEST_STORE={other}: expected `cql` or `embedded`"),
     }
