@@ -187,6 +187,9 @@ pub struct ScyllaConfig {
     pub connect_timeout_ms: u64,
     /// Concurrent requests one commit or read keeps in flight.
     pub max_concurrency: usize,
+    /// How often (seconds) a node re-reads the vehicle registry, to learn of vehicles registered
+    /// through other nodes (0 = never). Zone edits still reach other nodes only at their restart.
+    pub registry_refresh_s: u64,
 }
 
 impl Default for ScyllaConfig {
@@ -203,6 +206,7 @@ impl Default for ScyllaConfig {
             request_timeout_ms: 10_000,
             connect_timeout_ms: 5_000,
             max_concurrency: 64,
+            registry_refresh_s: 10,
         }
     }
 }

@@ -45,19 +45,18 @@ impl Maps {
 impl Registry {
     /// Loads every registered vehicle into memory.
     pub async fn load(store: Arc<dyn Store>) -> Result<Arc<Self>, StoreError> {
-        let mut map = Maps::default();
-        let mut after = None;
-        loop {
-            let page = store.vehicles(after, 10_000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.vin;
-            for v in page {
-                if let Some(vin) = v.vin {
-                    map.insert(vin, Arc::new(v));
-                }
-            }
-        }
+        let map = read_all(&*store).await?;
         Ok(Arc::new(Registry { store, vehicles: RwLock::new(map) }))
+    }
+
+    /// Reads the whole registry from the store again and swaps it in. On a shared (CQL) store
+    /// this is how a node learns of vehicles registered through another node; returns how many
+    /// vehicles it holds now.
+    pub async fn refresh(&self) -> Result<usize, StoreError> {
+        let map = read_all(&*self.store).await?;
+        let n = map.by_vin.len();
+        *self.vehicles.write() = map;
+        Ok(n)
     }
 
     pub fn get(&self, vin: &Vin) -> Option<Arc<Vehicle>> {
@@ -105,6 +104,22 @@ impl Registry {
         self.vehicles.write().insert(vin, v.clone());
         Ok(v)
     }
+}
+
+async fn read_all(store: &dyn Store) -> Result<Maps, StoreError> {
+    let mut map = Maps::default();
+    let mut after = None;
+    loop {
+        let page = store.vehicles(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.vin;
+        for v in page {
+            if let Some(vin) = v.vin {
+                map.insert(vin, Arc::new(v));
+            }
+        }
+    }
+    Ok(map)
 }
 
 /// Plates are compared without spaces, dots and case ("浙A·12345" = "浙a12345").

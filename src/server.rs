@@ -228,6 +228,11 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
     if cfg.retention_days > 0 && cfg.store.kind == StoreKind::Embedded {
         tasks.push(tokio::spawn(retention(store.clone(), cfg.retention_days, shutdown_rx.clone())));
     }
+    // A shared store: other nodes register vehicles too.
+    if cfg.store.kind == StoreKind::Scylla && cfg.store.scylla.registry_refresh_s > 0 {
+        let every = Duration::from_secs(cfg.store.scylla.registry_refresh_s);
+        tasks.push(tokio::spawn(refresh_registry(registry.clone(), every, shutdown_rx.clone())));
+    }
     tracing::info!(%grpc_addr, %http_addr, ?hj1239_addr, tls = tls.is_some(), "smogwatch serving");
     Ok(RunningServer {
         grpc_addr,
@@ -239,6 +244,24 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         tasks,
         grace: Duration::from_secs(cfg.shutdown_grace_s),
     })
+}
+
+/// Re-reads the vehicle registry every `every` until shutdown. A failed read keeps the current
+/// registry (counted and logged); the next tick tries again.
+async fn refresh_registry(registry: Arc<Registry>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        match registry.refresh().await {
+            Ok(n) => tracing::debug!(vehicles = n, "registry refreshed"),
+            Err(e) => {
+                metrics::counter!("smogwatch_registry_refresh_errors_total").increment(1);
+                tracing::warn!(error = %e, "registry refresh failed; keeping the current registry");
+            }
+        }
+    }
 }
 
 async fn serve_http<L>(listener: L, router: axum::Router, signal: impl Future<Output = ()> + Send + 'static)

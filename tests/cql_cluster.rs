@@ -149,6 +149,9 @@ async fn smogwatch_node_killed_mid_load_its_terminals_move_to_the_other() {
             .await
             .unwrap();
     }
+    // Registered through node B only: node A learns of them from the shared store
+    // (`store.scylla.registry_refresh_s`, 1 s in tests).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     // Half the terminals start on node A (index 0), half on node B.
     let progress: Vec<Arc<AtomicUsize>> = vins.iter().map(|_| Arc::new(AtomicUsize::new(0))).collect();
     let mut tasks = Vec::new();

@@ -68,6 +68,8 @@ pub fn store_env(dir: &Path) -> Vec<(String, String)> {
         env.push(("SMOGWATCH_STORE__SCYLLA__KEYSPACE".into(), keyspace_for(dir)));
         env.push(("SMOGWATCH_STORE__SCYLLA__REPLICATION__STRATEGY".into(), "simple".into()));
         env.push(("SMOGWATCH_STORE__SCYLLA__REPLICATION__FACTOR".into(), test_rf().to_string()));
+        // Nodes sharing the store learn of each other's registrations within a second.
+        env.push(("SMOGWATCH_STORE__SCYLLA__REGISTRY_REFRESH_S".into(), "1".into()));
     }
     env
 }
