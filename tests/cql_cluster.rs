@@ -139,7 +139,7 @@ async fn smogwatch_node_killed_mid_load_its_terminals_move_to_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let token = admin_token(dir.path());
     let ports = [free_port(), free_port()];
-    let mut nodes = vec![spawn(dir.path(), ports[0]), spawn(dir.path(), ports[1])];
+    let mut nodes = [spawn(dir.path(), ports[0]), spawn(dir.path(), ports[1])];
     let ch_b = connect(ports[1], &token).await;
     let _ = connect(ports[0], &token).await;
     let vins: Vec<String> = (0..6).map(|i| format!("LZZ5BLSJ3DA3{i:05}")).collect();
