@@ -190,6 +190,10 @@ pub struct ScyllaConfig {
     /// How often (seconds) a node re-reads the vehicle registry, to learn of vehicles registered
     /// through other nodes (0 = never). Zone edits still reach other nodes only at their restart.
     pub registry_refresh_s: u64,
+    /// Per-vehicle lease between nodes, seconds (`pipeline::ownership`): a node takes a vehicle's
+    /// records only while it holds its lease, so two nodes never evaluate one vehicle at once.
+    /// 0 = off (then a vehicle sent to two nodes at once may have an episode missed or split).
+    pub vehicle_lease_s: u32,
 }
 
 impl Default for ScyllaConfig {
@@ -207,6 +211,7 @@ impl Default for ScyllaConfig {
             connect_timeout_ms: 5_000,
             max_concurrency: 64,
             registry_refresh_s: 10,
+            vehicle_lease_s: 30,
         }
     }
 }

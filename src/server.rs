@@ -9,6 +9,7 @@ use crate::grpc::{
     registry_svc::RegistryService,
     violations_svc::{AdminService, ViolationsService},
 };
+use crate::pipeline::ownership::VehicleOwnership;
 use crate::pipeline::Pipeline;
 use crate::proto;
 use crate::query::ViolationDesk;
@@ -107,7 +108,17 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         zones.import(&text, req).await?;
     }
     let detectors = Arc::new(DetectorSet::with_zones(&cfg.rules, zones.registry()));
-    let pipeline = Pipeline::start(store.clone(), registry.clone(), detectors.clone(), &cfg.pipeline);
+    let ownership = match cfg.store.kind {
+        StoreKind::Scylla => VehicleOwnership::shared(store.clone(), cfg.store.scylla.vehicle_lease_s),
+        StoreKind::Embedded => VehicleOwnership::single_node(),
+    };
+    let pipeline = Pipeline::start_with_ownership(
+        store.clone(),
+        registry.clone(),
+        detectors.clone(),
+        &cfg.pipeline,
+        ownership,
+    );
 
     let grpc_listener = TcpListener::bind(cfg.grpc_addr)
         .await

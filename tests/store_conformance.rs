@@ -37,6 +37,8 @@ pub enum Retention {
 pub struct Harness {
     pub store: Arc<dyn Store>,
     pub retention: Retention,
+    /// Several processes share the store (CQL): vehicle leases are real.
+    pub shared: bool,
 }
 
 fn vin(n: u32) -> Vin {
@@ -662,11 +664,38 @@ pub mod cases {
         all.sort_by(|a, b| a.id.cmp(&b.id));
         assert_eq!(all, vec![admin, revoked]);
     }
+
+    /// Vehicle leases between nodes: taken when free, renewed by the holder, refused to others,
+    /// given back; a store of one process grants every claim.
+    pub async fn vehicle_leases(h: Harness) {
+        use smogwatch::store::LeaseClaim;
+        let s = &*h.store;
+        let (a, b) = (vin(50), vin(51));
+        if !h.shared {
+            assert_eq!(s.claim_vehicle(a, "node-a", 30).await.unwrap(), LeaseClaim::Renewed);
+            assert_eq!(s.claim_vehicle(a, "node-b", 30).await.unwrap(), LeaseClaim::Renewed);
+            s.release_vehicle(a, "node-a").await.unwrap();
+            return;
+        }
+        assert_eq!(s.claim_vehicle(a, "node-a", 30).await.unwrap(), LeaseClaim::Taken);
+        assert_eq!(s.claim_vehicle(a, "node-a", 30).await.unwrap(), LeaseClaim::Renewed);
+        assert_eq!(s.claim_vehicle(a, "node-b", 30).await.unwrap(), LeaseClaim::HeldBy("node-a".into()));
+        assert_eq!(s.claim_vehicle(b, "node-b", 30).await.unwrap(), LeaseClaim::Taken, "per vehicle");
+        // Only the holder gives it back.
+        s.release_vehicle(a, "node-b").await.unwrap();
+        assert_eq!(s.claim_vehicle(a, "node-b", 30).await.unwrap(), LeaseClaim::HeldBy("node-a".into()));
+        s.release_vehicle(a, "node-a").await.unwrap();
+        assert_eq!(s.claim_vehicle(a, "node-b", 30).await.unwrap(), LeaseClaim::Taken);
+        // A lease the holder stops renewing expires by itself.
+        assert_eq!(s.claim_vehicle(vin(52), "node-a", 1).await.unwrap(), LeaseClaim::Taken);
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        assert_eq!(s.claim_vehicle(vin(52), "node-b", 30).await.unwrap(), LeaseClaim::Taken);
+    }
 }
 
 fn embedded_harness(dir: &std::path::Path) -> Harness {
     let store = smogwatch::store::embedded::EmbeddedStore::open(dir).expect("embedded store opens");
-    Harness { store: Arc::new(store), retention: Retention::Sweep }
+    Harness { store: Arc::new(store), retention: Retention::Sweep, shared: false }
 }
 
 #[cfg(all(feature = "scylla", smogwatch_scylla_server))]
@@ -686,7 +715,7 @@ async fn scylla_harness(case: &str) -> (Harness, smogwatch::store::scylla::Scyll
     let store =
         smogwatch::store::scylla::ScyllaStore::connect(&cfg, 30).await.expect("scylla store connects");
     println!("scylla conformance {case}: keyspace {} on {uris}", cfg.keyspace);
-    (Harness { store: Arc::new(store.clone()), retention: Retention::Ttl }, store)
+    (Harness { store: Arc::new(store.clone()), retention: Retention::Ttl, shared: true }, store)
 }
 
 macro_rules! conformance {
@@ -733,6 +762,7 @@ conformance!(
     alerts_number_each_live_violation_once,
     reviews_and_audit_log,
     tokens_round_trip,
+    vehicle_leases,
 );
 
 /// Present exactly when the Scylla half of the suite is NOT compiled in, so that a run without a

@@ -277,6 +277,15 @@ impl Session {
         }
         metrics::counter!("smogwatch_records_received_total", "transport" => "hj1239")
             .increment(good.len() as u64);
+        // A vehicle leased by another node sharing the store (pipeline::ownership) is not taken
+        // here: no answer, so the terminal keeps the data and reissues it.
+        if let Some(vin) = good.first().map(|r| r.vin) {
+            if let Err(refusal) = self.pipeline.check_vehicle(vin).await {
+                count_frame("vehicle_elsewhere");
+                tracing::warn!(peer = %self.peer, %vin, "hj1239 report not taken: {refusal}");
+                return Step::Continue(vec![]);
+            }
+        }
         let answer = self.cfg.answer_reports.then(|| Answer::report(frame.command, time).reply_to(frame));
         match self.pipeline.submit(good, late, now).await {
             Ok(c) => Step::Continue(vec![Outbound::WhenDurable(c, answer)]),

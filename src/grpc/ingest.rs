@@ -71,6 +71,47 @@ pub fn validate_batch(
     (good, rejections)
 }
 
+/// Takes out the records of vehicles this node may not take now (leased by another node sharing
+/// the store, `pipeline::ownership`) as retryable rejections; returns the rest, the rejections,
+/// and each kept record's index in the original batch. Only well-formed, registered VINs are
+/// asked about, so junk never costs a lease round trip.
+async fn refuse_leased_elsewhere(
+    pipeline: &Pipeline,
+    registry: &Registry,
+    records: Vec<proto::TelemetryRecord>,
+) -> (Vec<proto::TelemetryRecord>, Vec<proto::RecordRejection>, Vec<u32>) {
+    // Collected first: a borrowing iterator held across the awaits is not `Send`.
+    let vins: Vec<crate::model::Vin> = records
+        .iter()
+        .filter_map(|r| crate::model::Vin::parse(&r.vin).ok())
+        .filter(|v| registry.get(v).is_some())
+        .collect();
+    let refused = pipeline.check_vehicles(&vins).await;
+    if refused.is_empty() {
+        return (records, Vec::new(), Vec::new());
+    }
+    let (mut kept, mut rejections, mut index_of) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, r) in records.into_iter().enumerate() {
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        match crate::model::Vin::parse(&r.vin).ok().and_then(|v| refused.get(&v)) {
+            Some(refusal) => {
+                metrics::counter!("smogwatch_records_rejected_total", "reason" => proto::RejectReason::VehicleElsewhere.as_str_name())
+                    .increment(1);
+                rejections.push(proto::RecordRejection {
+                    index: i,
+                    reason: proto::RejectReason::VehicleElsewhere as i32,
+                    detail: refusal.to_string(),
+                });
+            }
+            None => {
+                kept.push(r);
+                index_of.push(i);
+            }
+        }
+    }
+    (kept, rejections, index_of)
+}
+
 type AckStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::BatchAck, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -101,7 +142,16 @@ impl TelemetryIngest for IngestService {
                 };
                 metrics::counter!("smogwatch_batches_received_total", "transport" => "grpc").increment(1);
                 let now = now_ms();
-                let (good, rejections) = validate_batch(&registry, &caller, batch.records, now);
+                let (records, refused, index_of) =
+                    refuse_leased_elsewhere(&pipeline, &registry, batch.records).await;
+                let (good, mut rejections) = validate_batch(&registry, &caller, records, now);
+                if !refused.is_empty() {
+                    for r in &mut rejections {
+                        r.index = index_of.get(r.index as usize).copied().unwrap_or(r.index);
+                    }
+                    rejections.extend(refused);
+                    rejections.sort_by_key(|r| r.index);
+                }
                 metrics::counter!("smogwatch_records_received_total", "transport" => "grpc")
                     .increment((good.len() + rejections.len()) as u64);
                 let completion = pipeline

@@ -8,6 +8,7 @@
 //!   the violations they produced and the detector state after them is durable.
 mod committer;
 mod late;
+pub mod ownership;
 mod worker;
 
 use crate::detect::DetectorSet;
@@ -16,6 +17,7 @@ use crate::registry::Registry;
 use crate::store::{Alert, Store};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -109,6 +111,10 @@ pub struct Pipeline {
     n_shards: usize,
     alerts: broadcast::Sender<Alert>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Which vehicles this node may take records of (always all of them on one node).
+    ownership: ownership::VehicleOwnership,
+    /// Per shard: vehicles whose in-memory state the worker must drop before its next item.
+    invalidations: Arc<Vec<Mutex<Vec<Vin>>>>,
 }
 
 impl Pipeline {
@@ -117,6 +123,24 @@ impl Pipeline {
         registry: Arc<Registry>,
         detectors: Arc<DetectorSet>,
         cfg: &PipelineConfig,
+    ) -> Arc<Pipeline> {
+        Self::start_with_ownership(
+            store,
+            registry,
+            detectors,
+            cfg,
+            ownership::VehicleOwnership::single_node(),
+        )
+    }
+
+    /// `start`, for a node that shares its store with other nodes: the transports ask
+    /// `ownership()` before they submit a vehicle's records.
+    pub fn start_with_ownership(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        detectors: Arc<DetectorSet>,
+        cfg: &PipelineConfig,
+        ownership: ownership::VehicleOwnership,
     ) -> Arc<Pipeline> {
         let n = if cfg.workers == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
@@ -148,7 +172,7 @@ impl Pipeline {
             store,
             commit_rx,
             alerts.clone(),
-            invalidations,
+            invalidations.clone(),
             cfg.max_commit_records.max(1),
         )));
         Arc::new(Pipeline {
@@ -156,7 +180,42 @@ impl Pipeline {
             n_shards: n,
             alerts,
             tasks: Mutex::new(tasks),
+            ownership,
+            invalidations,
         })
+    }
+
+    pub fn ownership(&self) -> &ownership::VehicleOwnership {
+        &self.ownership
+    }
+
+    /// Whether this node may take `vin`'s records now (`ownership`). A lease just taken means
+    /// another node may have evaluated the vehicle since this one last did: its in-memory state
+    /// is dropped, and the worker reloads the state that node committed.
+    pub async fn check_vehicle(&self, vin: Vin) -> Result<(), ownership::Refusal> {
+        if self.ownership.check(vin).await? == ownership::Held::Fresh {
+            if let Some(q) = self.invalidations.get(self.shard_of(&vin)) {
+                q.lock().push(vin);
+            }
+        }
+        Ok(())
+    }
+
+    /// `check_vehicle` for the distinct VINs of a batch; returns the refused ones.
+    pub async fn check_vehicles(&self, vins: &[Vin]) -> HashMap<Vin, ownership::Refusal> {
+        let mut refused = HashMap::new();
+        if !self.ownership.is_shared() {
+            return refused;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for &vin in vins {
+            if seen.insert(vin) {
+                if let Err(r) = self.check_vehicle(vin).await {
+                    refused.insert(vin, r);
+                }
+            }
+        }
+        refused
     }
 
     fn shard_of(&self, vin: &Vin) -> usize {
@@ -230,5 +289,7 @@ impl Pipeline {
         for t in tasks {
             let _ = t.await;
         }
+        // Everything accepted is committed: other nodes may take these vehicles now.
+        self.ownership.release_all().await;
     }
 }

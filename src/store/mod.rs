@@ -89,6 +89,18 @@ pub struct CommitOutcome {
     pub alerts: Vec<Alert>,
 }
 
+/// The outcome of claiming a vehicle's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseClaim {
+    /// Nobody held it: the claimant holds it now, and anything it remembers of the vehicle may
+    /// be stale (another node may have had it meanwhile).
+    Taken,
+    /// The claimant held it without interruption and still does.
+    Renewed,
+    /// Another owner holds it.
+    HeldBy(String),
+}
+
 /// A live violation in the order it was first committed. `seq` is what a watching client keeps
 /// as its cursor: sequence numbers increase with commit order and a reader never sees `n + 1`
 /// without `n`, so "everything after my cursor" has no gaps and no repeats.
@@ -283,4 +295,17 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes telemetry older than `before_ms`; violations, states and registry are kept.
     /// Returns the number of records removed.
     async fn expire_records(&self, before_ms: TimestampMs) -> Result<u64, StoreError>;
+
+    /// Claims, or renews, the lease of vehicle `vin` for `owner` for `lease_s` seconds
+    /// (`pipeline::ownership`). A store that admits one process grants every claim as a renewal.
+    async fn claim_vehicle(&self, vin: Vin, owner: &str, lease_s: u32) -> Result<LeaseClaim, StoreError> {
+        let _ = (vin, owner, lease_s);
+        Ok(LeaseClaim::Renewed)
+    }
+
+    /// Gives back `owner`'s lease of `vin` (no-op when another owner holds it).
+    async fn release_vehicle(&self, vin: Vin, owner: &str) -> Result<(), StoreError> {
+        let _ = (vin, owner);
+        Ok(())
+    }
 }

@@ -70,6 +70,10 @@ pub fn store_env(dir: &Path) -> Vec<(String, String)> {
         env.push(("SMOGWATCH_STORE__SCYLLA__REPLICATION__FACTOR".into(), test_rf().to_string()));
         // Nodes sharing the store learn of each other's registrations within a second.
         env.push(("SMOGWATCH_STORE__SCYLLA__REGISTRY_REFRESH_S".into(), "1".into()));
+        // Short vehicle leases, so that failover tests wait seconds, not half a minute
+        // (SMOGWATCH_TEST_LEASE_S=0 switches them off, to see what they prevent).
+        let lease = std::env::var("SMOGWATCH_TEST_LEASE_S").unwrap_or_else(|_| "5".into());
+        env.push(("SMOGWATCH_STORE__SCYLLA__VEHICLE_LEASE_S".into(), lease));
     }
     env
 }

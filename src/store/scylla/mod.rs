@@ -61,8 +61,8 @@ use crate::model::{
 };
 use crate::store::codec::{decode_record, from_json, to_json};
 use crate::store::{
-    Alert, CommitBatch, CommitOutcome, Store, StoreError, ViolationCursor, ViolationPage, ViolationQuery,
-    ViolationWrite,
+    Alert, CommitBatch, CommitOutcome, LeaseClaim, Store, StoreError, ViolationCursor, ViolationPage,
+    ViolationQuery, ViolationWrite,
 };
 use ::scylla::client::execution_profile::ExecutionProfile;
 use ::scylla::client::session::Session;
@@ -257,6 +257,13 @@ impl LwtResult {
     fn bigint(&self, column: &str) -> Option<i64> {
         match self.columns.get(column) {
             Some(CqlValue::BigInt(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn text(&self, column: &str) -> Option<&str> {
+        match self.columns.get(column) {
+            Some(CqlValue::Text(v)) | Some(CqlValue::Ascii(v)) => Some(v),
             _ => None,
         }
     }
@@ -1429,6 +1436,34 @@ impl Store for ScyllaStore {
 
     /// Nothing to do: telemetry carries a TTL (`retention - age` at write time) and expires on its
     /// own; TimeWindowCompactionStrategy then drops whole SSTables. Always returns 0.
+    async fn claim_vehicle(&self, vin: Vin, owner: &str, lease_s: u32) -> Result<LeaseClaim, StoreError> {
+        let st = self.st();
+        let ttl = i32::try_from(lease_s.max(1)).unwrap_or(i32::MAX);
+        let claim = self.lwt(&st.claim_vehicle, (vin.as_str(), owner, ttl)).await?;
+        if claim.applied {
+            return Ok(LeaseClaim::Taken);
+        }
+        match claim.text("owner") {
+            Some(current) if current == owner => {
+                let renew = self.lwt(&st.renew_vehicle, (ttl, owner, vin.as_str(), owner)).await?;
+                if renew.applied {
+                    Ok(LeaseClaim::Renewed)
+                } else {
+                    // Expired and taken by another node between the two statements.
+                    Ok(LeaseClaim::HeldBy(renew.text("owner").unwrap_or("another node").to_string()))
+                }
+            }
+            Some(other) => Ok(LeaseClaim::HeldBy(other.to_string())),
+            // Expired between the read and the write of the CAS: the next claim takes it.
+            None => Ok(LeaseClaim::HeldBy("(lease expiring)".to_string())),
+        }
+    }
+
+    async fn release_vehicle(&self, vin: Vin, owner: &str) -> Result<(), StoreError> {
+        self.lwt(&self.st().release_vehicle, (vin.as_str(), owner)).await?;
+        Ok(())
+    }
+
     async fn expire_records(&self, _before_ms: TimestampMs) -> Result<u64, StoreError> {
         Ok(0)
     }

@@ -294,6 +294,17 @@ pub const MIGRATIONS: &[Migration] = &[
     PRIMARY KEY ((kind, key), bucket)
 ) WITH CLUSTERING ORDER BY (bucket DESC)"],
     },
+    Migration {
+        version: 9,
+        // Per-vehicle leases between smogwatch nodes (pipeline::ownership): claimed and renewed
+        // with compare-and-set, expired by TTL.
+        name: "vehicle ownership leases",
+        statements: &["CREATE TABLE IF NOT EXISTS {ks}.vehicle_owners (
+    vin text,
+    owner text,
+    PRIMARY KEY ((vin))
+)"],
+    },
 ];
 
 /// The bookkeeping table itself (created before any migration runs).

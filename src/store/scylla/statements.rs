@@ -145,6 +145,13 @@ catalogue! {
     /// Jurisdiction listing (a city's enforcement desk).
     select_violations_by_city_day: Read "violations_by_city_day" ["city_code", "day"]
         "SELECT started_ms, id, vin, rule FROM {ks}.violations_by_city_day WHERE city_code = ? AND day = ? AND (started_ms, id) < (?, ?) AND (started_ms) >= (?) LIMIT ?";
+    /// A vehicle's lease: taken when nobody holds it, renewed by its holder, given back.
+    claim_vehicle: Lwt "vehicle_owners" ["vin"]
+        "INSERT INTO {ks}.vehicle_owners (vin, owner) VALUES (?, ?) IF NOT EXISTS USING TTL ?";
+    renew_vehicle: Lwt "vehicle_owners" ["vin"]
+        "UPDATE {ks}.vehicle_owners USING TTL ? SET owner = ? WHERE vin = ? IF owner = ?";
+    release_vehicle: Lwt "vehicle_owners" ["vin"]
+        "DELETE FROM {ks}.vehicle_owners WHERE vin = ? IF owner = ?";
     insert_index_bucket: Write "violation_index_buckets" ["kind", "key"]
         "INSERT INTO {ks}.violation_index_buckets (kind, key, bucket) VALUES (?, ?, ?)";
     /// The buckets of one index key that hold rows, newest first, within [from, to].
