@@ -329,7 +329,11 @@ replication = { strategy = "network_topology", factors = { hz = 3, nb = 2 } }
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.store.scylla.uris, ["a:1"]);
         assert_eq!(c.store.scylla.telemetry_ttl_s(180), 180 * 86_400);
-        std::fs::write(&p, "[store]\nkind = \"cassandra\"\n").unwrap();
+        for alias in ["cassandra", "cql"] {
+            std::fs::write(&p, format!("[store]\nkind = \"{alias}\"\n")).unwrap();
+            assert_eq!(Config::load(Some(&p)).unwrap().store.kind, StoreKind::Scylla, "{alias}");
+        }
+        std::fs::write(&p, "[store]\nkind = \"mongodb\"\n").unwrap();
         assert!(Config::load(Some(&p)).is_err());
     }
 }
