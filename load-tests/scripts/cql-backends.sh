@@ -11,7 +11,8 @@ cd "$(dirname "$0")/../.."
 vehicles="${1:-2000}"
 duration="${2:-30}"
 export SMOGWATCH_CASSANDRA_DIR="${SMOGWATCH_CASSANDRA_DIR:-$PWD/target/cassandra-bench}"
-cargo build --release --features scylla -p smogwatch --bin smogwatch -p smogwatch-load-tests
+# One invocation, so that the load generator and the server share one build of the library.
+cargo build --release --features smogwatch/scylla -p smogwatch -p smogwatch-load-tests
 bin="${CARGO_TARGET_DIR:-target}/release"
 tick() { getconf CLK_TCK; }
 cass_cpu() { # CPU-seconds of every running Cassandra node of this directory
