@@ -164,26 +164,36 @@ async fn assert_one_episode(ch: &Authed, vin: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the 3-node Cassandra cluster of .ci/run"]
-async fn smogwatch_node_killed_mid_load_its_terminals_move_to_the_other() {
+/// Two smogwatch nodes (real binaries) on the cluster, sharing one keyspace, with `vins`
+/// registered through `register_on` and known to both (registry refresh: 1 s in tests).
+struct TwoNodes {
+    dir: tempfile::TempDir,
+    token: String,
+    ports: [u16; 2],
+    nodes: [Spawned; 2],
+}
+
+async fn two_nodes(vins: &[String], register_on: usize) -> (TwoNodes, Authed) {
     require_cluster();
     let dir = tempfile::tempdir().unwrap();
     let token = admin_token(dir.path());
     let ports = [free_port(), free_port()];
-    let mut nodes = [spawn(dir.path(), ports[0]), spawn(dir.path(), ports[1])];
-    let ch_b = connect(ports[1], &token).await;
-    let _ = connect(ports[0], &token).await;
-    let vins: Vec<String> = (0..6).map(|i| format!("LZZ5BLSJ3DA3{i:05}")).collect();
-    for v in &vins {
-        RegistryClient::new(ch_b.clone())
-            .upsert_vehicle(truck(v, proto::EmissionStage::ChinaV))
-            .await
-            .unwrap();
+    let nodes = [spawn(dir.path(), ports[0]), spawn(dir.path(), ports[1])];
+    let ch = connect(ports[register_on], &token).await;
+    let _ = connect(ports[1 - register_on], &token).await;
+    for v in vins {
+        RegistryClient::new(ch.clone()).upsert_vehicle(truck(v, proto::EmissionStage::ChinaV)).await.unwrap();
     }
-    // Registered through node B only: node A learns of them from the shared store
-    // (`store.scylla.registry_refresh_s`, 1 s in tests).
     tokio::time::sleep(Duration::from_secs(3)).await;
+    (TwoNodes { dir, token, ports, nodes }, ch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the 3-node Cassandra cluster of .ci/run"]
+async fn smogwatch_node_killed_mid_load_its_terminals_move_to_the_other() {
+    let vins: Vec<String> = (0..6).map(|i| format!("LZZ5BLSJ3DA3{i:05}")).collect();
+    // Registered through node B only: node A learns of them from the shared store.
+    let (TwoNodes { dir, token, ports, mut nodes }, ch_b) = two_nodes(&vins, 1).await;
     // Half the terminals start on node A (index 0), half on node B.
     let progress: Vec<Arc<AtomicUsize>> = vins.iter().map(|_| Arc::new(AtomicUsize::new(0))).collect();
     let mut tasks = Vec::new();
@@ -361,20 +371,10 @@ async fn stream_pipelined(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the 3-node Cassandra cluster of .ci/run"]
 async fn a_double_connected_terminal_is_evaluated_by_one_node_only() {
-    require_cluster();
-    let dir = tempfile::tempdir().unwrap();
-    let token = admin_token(dir.path());
-    let ports = [free_port(), free_port()];
-    let mut nodes = [spawn(dir.path(), ports[0]), spawn(dir.path(), ports[1])];
-    let ch = connect(ports[0], &token).await;
-    let _ = connect(ports[1], &token).await;
     let vins: Vec<String> = (0..3).map(|i| format!("LZZ5BLSJ3DA5{i:05}")).collect();
-    for v in &vins {
-        RegistryClient::new(ch.clone()).upsert_vehicle(truck(v, proto::EmissionStage::ChinaV)).await.unwrap();
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await; // both nodes know the vehicles
-                                                      // The vehicles were last seen by node B a minute earlier (one clean record): node B still
-                                                      // remembers their state, and its lease has run out since (5 s in tests).
+    let (TwoNodes { dir, token, ports, mut nodes }, ch) = two_nodes(&vins, 0).await;
+    // The vehicles were last seen by node B a minute earlier (one clean record): node B still
+    // remembers their state, and its lease has run out since (5 s in tests).
     for v in &vins {
         let warm_up = batches(vec![record(v, T0 - 60_000, 120.2, 30.3, 60.0)], 0, false);
         let (acked, refused) = stream_pipelined(ports[1], token.clone(), warm_up).await;
