@@ -686,6 +686,10 @@ pub mod cases {
         assert_eq!(s.claim_vehicle(a, "node-b", 30).await.unwrap(), LeaseClaim::HeldBy("node-a".into()));
         s.release_vehicle(a, "node-a").await.unwrap();
         assert_eq!(s.claim_vehicle(a, "node-b", 30).await.unwrap(), LeaseClaim::Taken);
+        // The holder renews as often as it likes (a node keeps one claim in flight per vehicle).
+        for _ in 0..3 {
+            assert_eq!(s.claim_vehicle(b, "node-b", 30).await.unwrap(), LeaseClaim::Renewed);
+        }
         // A lease the holder stops renewing expires by itself.
         assert_eq!(s.claim_vehicle(vin(52), "node-a", 1).await.unwrap(), LeaseClaim::Taken);
         tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
@@ -709,7 +713,10 @@ async fn scylla_harness(case: &str) -> (Harness, smogwatch::store::scylla::Scyll
     let cfg = ScyllaConfig {
         uris: uris.split(',').map(|s| s.trim().to_string()).collect(),
         keyspace: format!("swc_{}_{suffix}", &case[..case.len().min(24)]),
-        replication: Replication::Simple { factor: 1 },
+        // RF 1 on the single node of scripts/test; SMOGWATCH_TEST_RF=3 on a 3-node cluster.
+        replication: Replication::Simple {
+            factor: std::env::var("SMOGWATCH_TEST_RF").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
+        },
         ..Default::default()
     };
     let store =

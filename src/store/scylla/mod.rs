@@ -1447,10 +1447,21 @@ impl Store for ScyllaStore {
             Some(current) if current == owner => {
                 let renew = self.lwt(&st.renew_vehicle, (ttl, owner, vin.as_str(), owner)).await?;
                 if renew.applied {
-                    Ok(LeaseClaim::Renewed)
-                } else {
-                    // Expired and taken by another node between the two statements.
-                    Ok(LeaseClaim::HeldBy(renew.text("owner").unwrap_or("another node").to_string()))
+                    return Ok(LeaseClaim::Renewed);
+                }
+                match renew.text("owner") {
+                    Some(other) => Ok(LeaseClaim::HeldBy(other.to_string())),
+                    // It lapsed between the two statements and nobody took it: take it again
+                    // (as new: another node may have held it for a moment in between).
+                    None => {
+                        let again = self.lwt(&st.claim_vehicle, (vin.as_str(), owner, ttl)).await?;
+                        match (again.applied, again.text("owner")) {
+                            (true, _) => Ok(LeaseClaim::Taken),
+                            (false, Some(o)) if o == owner => Ok(LeaseClaim::Renewed),
+                            (false, Some(o)) => Ok(LeaseClaim::HeldBy(o.to_string())),
+                            (false, None) => Ok(LeaseClaim::HeldBy("(lease changing hands)".into())),
+                        }
+                    }
                 }
             }
             Some(other) => Ok(LeaseClaim::HeldBy(other.to_string())),
