@@ -107,7 +107,9 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         zones.import(&text, req).await?;
     }
     let detectors = Arc::new(DetectorSet::with_zones(&cfg.rules, zones.registry()));
-    let pipeline = Pipeline::start(store.clone(), registry.clone(), detectors.clone(), &cfg.pipeline);
+    let admission = crate::pipeline::Admission::new(&cfg.ingest, cfg.retention_days);
+    let pipeline =
+        Pipeline::start_with(store.clone(), registry.clone(), detectors.clone(), &cfg.pipeline, admission);
 
     let grpc_listener = TcpListener::bind(cfg.grpc_addr)
         .await
@@ -160,7 +162,11 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         .layer(AuthLayer::new(auth.clone()))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(proto::telemetry_ingest_server::TelemetryIngestServer::new(ingest))
+        .add_service(
+            proto::telemetry_ingest_server::TelemetryIngestServer::new(ingest)
+                .max_decoding_message_size(cfg.ingest.max_message_bytes)
+                .max_encoding_message_size(cfg.ingest.max_message_bytes),
+        )
         .add_service(proto::registry_server::RegistryServer::new(RegistryService::new(
             registry.clone(),
             store.clone(),

@@ -6,7 +6,7 @@
 use super::auth::Caller;
 use super::convert::{record_from_proto, reject_reason};
 use crate::model::{now_ms, RecordError};
-use crate::pipeline::{Completion, Pipeline};
+use crate::pipeline::{Admission, Completion, Pipeline};
 use crate::proto::{self, telemetry_ingest_server::TelemetryIngest};
 use crate::registry::Registry;
 use std::pin::Pin;
@@ -36,21 +36,24 @@ struct Pending {
 /// Validates a batch; returns the good records and the rejections (index + reason).
 pub fn validate_batch(
     registry: &Registry,
+    admission: &Admission,
     caller: &Caller,
     records: Vec<proto::TelemetryRecord>,
     now: i64,
 ) -> (Vec<crate::model::TelemetryRecord>, Vec<proto::RecordRejection>) {
     let mut good = Vec::with_capacity(records.len());
     let mut rejections = Vec::new();
+    let mut span = admission.day_span();
     for (i, p) in records.into_iter().enumerate() {
         let checked = record_from_proto(p).and_then(|r| {
-            r.validate(now)?;
+            admission.check(&r, now)?;
             if !caller.may_send_for(&r.vin) {
                 return Err(RecordError::ForbiddenVin(r.vin));
             }
             if registry.get(&r.vin).is_none() {
                 return Err(RecordError::UnknownVin(r.vin));
             }
+            span.admit(r.time_ms)?;
             Ok(r)
         });
         match checked {
@@ -69,6 +72,31 @@ pub fn validate_batch(
         }
     }
     (good, rejections)
+}
+
+/// What an inbound read error becomes for the client: a message over the size limit is
+/// RESOURCE_EXHAUSTED with tonic's reason (sizes found and allowed), counted and logged; anything
+/// else is passed on as it came.
+fn inbound_error(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange {
+        metrics::counter!("smogwatch_grpc_messages_refused_total", "reason" => "too_large").increment(1);
+        tracing::warn!(reason = %status.message(), "ingest batch over the message size limit; stream ended");
+        return Status::resource_exhausted(format!(
+            "{} (ingest.max_message_bytes); split the batch",
+            status.message()
+        ));
+    }
+    tracing::debug!(%status, "ingest stream ended by client error");
+    status
+}
+
+/// A batch with more records than allowed ends the stream: INVALID_ARGUMENT, counted and logged.
+fn oversize_batch(records: usize, max: usize) -> Status {
+    metrics::counter!("smogwatch_grpc_messages_refused_total", "reason" => "too_many_records").increment(1);
+    tracing::warn!(records, max, "ingest batch over ingest.max_batch_records; stream ended");
+    Status::invalid_argument(format!(
+        "batch of {records} records is over ingest.max_batch_records = {max}; split the batch"
+    ))
 }
 
 type AckStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::BatchAck, Status>> + Send>>;
@@ -91,17 +119,26 @@ impl TelemetryIngest for IngestService {
 
         tokio::spawn(async move {
             loop {
+                let refused =
+                    |status| Pending { sequence: 0, rejections: Vec::new(), completion: Err(status) };
                 let batch = match inbound.message().await {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(%status, "ingest stream ended by client error");
+                        // Reported after the acks of the batches before it (the acker keeps order).
+                        let _ = pending_tx.send(refused(inbound_error(status))).await;
                         break;
                     }
                 };
                 metrics::counter!("smogwatch_batches_received_total", "transport" => "grpc").increment(1);
+                let admission = pipeline.admission();
+                if batch.records.len() > admission.max_batch_records() {
+                    let status = oversize_batch(batch.records.len(), admission.max_batch_records());
+                    let _ = pending_tx.send(refused(status)).await;
+                    break;
+                }
                 let now = now_ms();
-                let (good, rejections) = validate_batch(&registry, &caller, batch.records, now);
+                let (good, rejections) = validate_batch(&registry, admission, &caller, batch.records, now);
                 metrics::counter!("smogwatch_records_received_total", "transport" => "grpc")
                     .increment((good.len() + rejections.len()) as u64);
                 let completion = pipeline

@@ -15,6 +15,8 @@ pub(super) struct CommitItem {
     pub vins: Vec<Vin>,
     pub outcome: Outcome,
     pub done: Option<Done>,
+    /// The records' share of the pipeline's queue budget; dropped (released) after the commit.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 pub(super) async fn run(
@@ -59,6 +61,8 @@ pub(super) async fn run(
                     let _ = alerts.send(a);
                 }
                 for it in items {
+                    // The records left the queue: their budget goes to waiting submitters.
+                    drop(it.permit);
                     if let Some(done) = it.done {
                         let _ = done.send(Ok(it.outcome));
                     }
@@ -71,6 +75,7 @@ pub(super) async fn run(
                     if let Some(q) = invalidations.get(it.shard) {
                         q.lock().extend(it.vins);
                     }
+                    drop(it.permit);
                     if let Some(done) = it.done {
                         let _ = done.send(Err(PipelineError::Store(e.to_string())));
                     }

@@ -1,7 +1,7 @@
 //! A worker owns the detector state of the vehicles hashed to its shard. It evaluates records in
 //! the order they were submitted, then hands records, violations and new state to the committer.
 use super::committer::CommitItem;
-use super::{late, Outcome, PipelineConfig, PipelineError, SessionEvent, WorkItem};
+use super::{late, Admission, Outcome, PipelineConfig, PipelineError, SessionEvent, WorkItem};
 use crate::detect::{DetectorSet, Observation, VehicleState};
 use crate::model::{TelemetryRecord, Vin};
 use crate::registry::Registry;
@@ -21,6 +21,7 @@ pub(super) struct Worker {
     states: HashMap<Vin, VehicleState>,
     late_context_ms: i64,
     tick_interval: std::time::Duration,
+    admission: Admission,
 }
 
 impl Worker {
@@ -43,7 +44,14 @@ impl Worker {
             states: HashMap::new(),
             late_context_ms: i64::from(cfg.late_context_s) * 1000,
             tick_interval: std::time::Duration::from_secs(cfg.tick_interval_s.max(1)),
+            admission: Admission::default(),
         }
+    }
+
+    /// The edge checks in force (the worker needs the clock tolerance).
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<WorkItem>) {
@@ -67,17 +75,18 @@ impl Worker {
                 }
             };
             self.apply_invalidations();
-            let (result, done) = match item {
-                WorkItem::Records { records, late, received_ms, done } => {
-                    (self.process(records, late, received_ms).await, done)
+            let (result, done, permit) = match item {
+                WorkItem::Records { records, late, received_ms, done, permit } => {
+                    (self.process(records, late, received_ms).await, done, Some(permit))
                 }
                 WorkItem::Session { vin, event, received_ms, done } => {
-                    (self.session_event(vin, event, received_ms).await, done)
+                    (self.session_event(vin, event, received_ms).await, done, None)
                 }
             };
             match result {
                 Ok((batch, vins, outcome)) => {
-                    let item = CommitItem { batch, shard: self.shard, vins, outcome, done: Some(done) };
+                    let item =
+                        CommitItem { batch, shard: self.shard, vins, outcome, done: Some(done), permit };
                     if self.commit_tx.send(item).await.is_err() {
                         return;
                     }
@@ -112,6 +121,7 @@ impl Worker {
             vins,
             outcome: Outcome::default(),
             done: None,
+            permit: None,
         })
     }
 
@@ -178,10 +188,29 @@ impl Worker {
         let mut late_records: HashMap<Vin, Vec<TelemetryRecord>> = HashMap::new();
         let mut found = Vec::new();
         let mut cached: Option<(Vin, Option<std::sync::Arc<crate::model::Vehicle>>)> = None;
+        let mut clock_faults = 0u64;
         for rec in records {
             let vin = rec.vin;
             self.ensure_state(vin).await?;
             let Some(state) = self.states.get_mut(&vin) else { continue };
+            if !late && self.admission.is_clock_fault(rec.time_ms, received_ms) {
+                // Kept as evidence and shown to R5.time_jump only: it must not move the vehicle's
+                // live clock, or every real record after it would be "late".
+                if let Some(vehicle) = self.registry.get(&vin) {
+                    let obs = Observation { vehicle: &vehicle, record: &rec, received_ms };
+                    self.detectors.observe_clock_fault(state, &obs, &mut found);
+                }
+                if clock_faults == 0 {
+                    tracing::warn!(%vin, time_ms = rec.time_ms, received_ms, "record ahead of the server clock held as a clock fault");
+                }
+                clock_faults += 1;
+                if !touched.contains(&vin) {
+                    touched.push(vin);
+                }
+                batch.records.push(rec);
+                outcome.stored += 1;
+                continue;
+            }
             if late || state.last_time_ms.is_some_and(|t| rec.time_ms <= t) {
                 late_records.entry(vin).or_default().push(rec);
                 continue;
@@ -202,6 +231,9 @@ impl Worker {
             }
             batch.records.push(rec);
             outcome.stored += 1;
+        }
+        if clock_faults > 0 {
+            metrics::counter!("smogwatch_clock_faults_total").increment(clock_faults);
         }
         batch.violations.extend(found.drain(..).map(ViolationWrite::Upsert));
         for (vin, recs) in late_records {

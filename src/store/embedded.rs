@@ -834,6 +834,15 @@ impl Store for EmbeddedStore {
     async fn expire_records(&self, before_ms: TimestampMs) -> Result<u64, StoreError> {
         self.blocking_telemetry(move |t| t.expire(before_ms)).await
     }
+
+    async fn prepare_days(&self, days: &[i64]) -> Result<(), StoreError> {
+        // The common case (every day already open) costs a read lock, not a blocking task.
+        if self.telemetry.has_days(days) {
+            return Ok(());
+        }
+        let days = days.to_vec();
+        self.blocking_telemetry(move |t| t.prepare_days(&days)).await
+    }
 }
 
 #[cfg(test)]

@@ -283,4 +283,13 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes telemetry older than `before_ms`; violations, states and registry are kept.
     /// Returns the number of records removed.
     async fn expire_records(&self, before_ms: TimestampMs) -> Result<u64, StoreError>;
+
+    /// Makes ready the storage partitions of these Beijing days (`model::beijing_day`) before
+    /// records of them are committed. Called by the submitting transport, so that creating a
+    /// partition (a directory and files on the embedded store) never happens inside the group
+    /// commit every client waits on. Backends without such partitions do nothing.
+    async fn prepare_days(&self, days: &[i64]) -> Result<(), StoreError> {
+        let _ = days;
+        Ok(())
+    }
 }
