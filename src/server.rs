@@ -148,12 +148,14 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         pipeline.clone(),
         Duration::from_millis(cfg.watch_poll_ms),
         shutdown_rx.clone(),
-    );
+    )
+    .with_authenticator(auth.clone());
     if !auth.enabled() {
         tracing::warn!("authentication is disabled: every caller is an administrator");
     }
     let tokens = TokenDesk::new(store.clone(), auth.clone());
-    let ingest = IngestService::new(pipeline.clone(), registry.clone(), cfg.max_in_flight_batches);
+    let ingest = IngestService::new(pipeline.clone(), registry.clone(), cfg.max_in_flight_batches)
+        .with_authenticator(auth.clone());
     let mut grpc = tonic::transport::Server::builder();
     if let Some(m) = &tls {
         grpc = grpc.tls_config(m.grpc()).map_err(|e| ServerError::GrpcTls(e.to_string()))?;

@@ -276,3 +276,52 @@ async fn oversize_obd_fields_refuse_the_record() {
     assert_eq!(stored(&s, VIN).await, [T0 + 2000]);
     s.shutdown().await;
 }
+
+/// Defect 4: a revoked token ends the ingest stream, the gRPC watch and the SSE stream it
+/// opened, within the auth cache TTL (1 s here), instead of working until the client leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_ends_its_open_streams() {
+    use smogwatch::model::Role;
+    const VIN: &str = "LZZ5BLSJ3DA001409";
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_with(dir.path(), |c| c.auth.cache_ttl_s = 1).await;
+    register(&s, VIN).await;
+    let (token, secret) =
+        smogwatch::auth::create_token(&*s.store, Role::Admin, "to revoke".into(), "test").await.unwrap();
+    let ch = connect_with(s.grpc_addr, Some(&secret)).await;
+
+    // Ingest: a stream kept open by the client.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut ingest = proto::telemetry_ingest_client::TelemetryIngestClient::new(ch.clone());
+    let mut acks = ingest.stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    tx.send(batch(1, vec![record(VIN, T0, 120.2, 30.3, 60.0)])).await.unwrap();
+    assert_eq!(acks.message().await.unwrap().unwrap().accepted, 1);
+    // gRPC watch and SSE, both open.
+    let mut watch = ViolationsClient::new(ch.clone())
+        .watch(proto::WatchViolationsRequest { filter: None, cursor: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(watch.message().await.unwrap().is_some(), "the ready event");
+    let http_addr = s.http_addr;
+    let sse_secret = secret.clone();
+    let sse =
+        tokio::spawn(async move { http(http_addr, "GET", "/v1/alerts", Some(&sse_secret), None).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    smogwatch::auth::revoke_token(&*s.store, &token.id, "test").await.unwrap();
+
+    let ended = tokio::time::timeout(Duration::from_secs(10), acks.message()).await.expect("ingest ends");
+    let status = ended.expect_err("an error, not a clean end");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.expect("watch ends");
+    assert_eq!(ended.expect_err("an error").code(), tonic::Code::Unauthenticated);
+    let (_, _, body) = tokio::time::timeout(Duration::from_secs(10), sse).await.expect("SSE ends").unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("event: error") && body.contains("revoked"), "{body}");
+    // New calls are refused too.
+    let refused = ViolationsClient::new(ch).list(proto::ListViolationsRequest::default()).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
+    drop(tx);
+    s.shutdown().await;
+}

@@ -3,8 +3,9 @@
 //! One task reads batches, validates each record and submits the good ones to the pipeline in
 //! arrival order (so per-vehicle order holds); a second task waits for each batch to be durable
 //! and sends its ack, in order. Up to `max_in_flight` batches are pipelined per stream.
-use super::auth::Caller;
+use super::auth::{Caller, Principal};
 use super::convert::{record_from_proto, reject_reason};
+use crate::auth::Authenticator;
 use crate::model::{now_ms, RecordError};
 use crate::pipeline::{Admission, Completion, Pipeline};
 use crate::proto::{self, telemetry_ingest_server::TelemetryIngest};
@@ -19,11 +20,18 @@ pub struct IngestService {
     pipeline: Arc<Pipeline>,
     registry: Arc<Registry>,
     max_in_flight: usize,
+    auth: Option<Arc<Authenticator>>,
 }
 
 impl IngestService {
     pub fn new(pipeline: Arc<Pipeline>, registry: Arc<Registry>, max_in_flight: usize) -> Self {
-        IngestService { pipeline, registry, max_in_flight: max_in_flight.max(1) }
+        IngestService { pipeline, registry, max_in_flight: max_in_flight.max(1), auth: None }
+    }
+
+    /// Open streams end when their credential is revoked (see `Authenticator::lapsed`).
+    pub fn with_authenticator(mut self, auth: Arc<Authenticator>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 }
 
@@ -109,8 +117,13 @@ impl TelemetryIngest for IngestService {
         &self,
         request: Request<Streaming<proto::TelemetryBatch>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let caller = Caller::from_request(&request)?;
+        let who = Principal::from_request(&request)?;
+        let caller = who.caller.clone();
         caller.require_ingest()?;
+        let mut lapsed: futures::future::BoxFuture<'static, crate::auth::ApiError> = match &self.auth {
+            Some(auth) => Box::pin(auth.clone().lapsed(who)),
+            None => Box::pin(futures::future::pending()),
+        };
         let mut inbound = request.into_inner();
         let (ack_tx, ack_rx) = mpsc::channel(self.max_in_flight);
         let (pending_tx, mut pending_rx) = mpsc::channel::<Pending>(self.max_in_flight);
@@ -121,7 +134,15 @@ impl TelemetryIngest for IngestService {
             loop {
                 let refused =
                     |status| Pending { sequence: 0, rejections: Vec::new(), completion: Err(status) };
-                let batch = match inbound.message().await {
+                let next = tokio::select! {
+                    n = inbound.message() => n,
+                    e = &mut lapsed => {
+                        // Acks of what was sent before go out first; nothing after is read.
+                        let _ = pending_tx.send(refused(Status::from(e))).await;
+                        break;
+                    }
+                };
+                let batch = match next {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
                     Err(status) => {

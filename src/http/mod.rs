@@ -221,7 +221,7 @@ async fn watch_alerts(
 ) -> ApiResult<impl IntoResponse> {
     let last_event = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let cursor = last_event.or(c.cursor);
-    let events = st.desk.watch(&who.caller, &filter, cursor.as_deref()).await?;
+    let events = st.desk.watch(&who, &filter, cursor.as_deref()).await?;
     let sse = events.map(|e| match e {
         Ok(e) => {
             let ev = Event::default().id(e.cursor.to_string());
