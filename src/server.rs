@@ -231,6 +231,11 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         );
         tasks.push(tokio::spawn(gw));
     }
+    // Health follows the store's writes: NOT_SERVING while commits fail, and a supervisor asks
+    // the store to recover (a full disk that got space back) until they succeed again.
+    let health = pipeline.write_health().clone();
+    tasks.push(tokio::spawn(health.clone().supervise(store.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(report_write_health(health, health_reporter, shutdown_rx.clone())));
     // ScyllaDB expires telemetry by TTL (set from the same retention); only the embedded store
     // needs the hourly sweep.
     if cfg.retention_days > 0 && cfg.store.kind == StoreKind::Embedded {
@@ -278,6 +283,31 @@ async fn demo_token(store: &dyn Store) -> Result<(), ServerError> {
         token.id, token.id
     );
     Ok(())
+}
+
+/// Mirrors the store's write health into gRPC health: the whole server ("") and ingest.
+async fn report_write_health(
+    health: Arc<crate::store::health::WriteHealth>,
+    reporter: tonic_health::server::HealthReporter,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tonic_health::ServingStatus;
+    let mut state = health.subscribe();
+    loop {
+        let status =
+            if *state.borrow_and_update() { ServingStatus::Serving } else { ServingStatus::NotServing };
+        reporter.set_service_status("", status).await;
+        reporter
+            .set_service_status(
+                <proto::telemetry_ingest_server::TelemetryIngestServer<IngestService> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+        tokio::select! {
+            r = state.changed() => if r.is_err() { return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Deletes expired telemetry once an hour.

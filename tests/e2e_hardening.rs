@@ -325,3 +325,120 @@ async fn a_revoked_token_ends_its_open_streams() {
     drop(tx);
     s.shutdown().await;
 }
+
+/// A tmpfs of `mib` MiB mounted on a fresh directory, unmounted when dropped. `None` when this
+/// process may not mount (not root): the caller says SKIPPED.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a ballast file (until ENOSPC).
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("ballast");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![7u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+async fn healthz(s: &smogwatch::server::RunningServer) -> http::StatusCode {
+    http(s.http_addr, "GET", "/healthz", None, None).await.0
+}
+
+async fn grpc_health(s: &smogwatch::server::RunningServer) -> i32 {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let ch = connect_with(s.grpc_addr, None).await;
+    HealthClient::new(ch)
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+/// Defect 1: a full disk. While commits fail, health says NOT_SERVING / 503 and reads still
+/// work; once space is back the store recovers by itself (no restart) and ingest resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    const VIN: &str = "LZZ5BLSJ3DA001410";
+    let Some(disk) = SmallDisk::mount(48) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let s = server_with(disk.path(), |c| {
+        c.store.embedded.cache_mb = 4;
+        c.store.embedded.telemetry_cache_mb = 4;
+    })
+    .await;
+    let ch = register(&s, VIN).await;
+    let mut t = T0;
+    let mut next = |n: i64| {
+        let recs: Vec<_> = (0..n).map(|i| record(VIN, t + i * 1000, 120.2, 30.3, 60.0)).collect();
+        t += n * 1000;
+        recs
+    };
+    let acks = stream_batches(ch.clone(), vec![batch(1, next(100))]).await;
+    assert_eq!(acks[0].accepted, 100);
+    assert_eq!(healthz(&s).await, http::StatusCode::OK);
+
+    let ballast = disk.fill();
+    // Keep sending until a commit fails (the engines may have some room left).
+    let mut failed = None;
+    for seq in 2..200u64 {
+        let (acks, end) = stream_until_end(ch.clone(), vec![batch(seq, next(500))]).await;
+        if let Some(status) = end {
+            failed = Some(status);
+            break;
+        }
+        assert_eq!(acks.len(), 1);
+    }
+    let status = failed.expect("a commit fails on the full disk");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(healthz(&s).await, http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(grpc_health(&s).await, ServingStatus::NotServing as i32);
+    // Reads keep working: the first records are there.
+    assert_eq!(stored(&s, VIN).await.iter().filter(|&&x| x < T0 + 100_000).count(), 100);
+
+    // Space comes back: health recovers without a restart and ingest resumes.
+    std::fs::remove_file(ballast).unwrap();
+    let mut waited = 0;
+    while healthz(&s).await != http::StatusCode::OK {
+        waited += 1;
+        assert!(waited < 100, "health did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(grpc_health(&s).await, ServingStatus::Serving as i32);
+    let last = next(10);
+    let last_t = last[9].time_ms;
+    let acks = stream_batches(ch.clone(), vec![batch(1000, last)]).await;
+    assert_eq!(acks[0].accepted, 10);
+    assert!(stored(&s, VIN).await.contains(&last_t));
+    let body = http(s.http_addr, "GET", "/metrics", None, None).await.2;
+    assert!(String::from_utf8_lossy(&body).contains("smogwatch_store_write_errors_total"));
+    s.shutdown().await;
+}

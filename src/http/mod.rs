@@ -67,7 +67,7 @@ fn route(method: Method, path: &'static str, open: bool, handler: MethodRouter<H
 /// Every HTTP route: the router is built from this table and the OpenAPI test reads it.
 pub fn routes() -> Vec<Route> {
     vec![
-        route(Method::GET, "/healthz", true, get(|| async { "ok\n" })),
+        route(Method::GET, "/healthz", true, get(healthz)),
         route(Method::GET, "/metrics", true, get(|| async { prometheus().render() })),
         route(
             Method::GET,
@@ -208,6 +208,16 @@ async fn get_track(
 #[serde(default)]
 struct Cursor {
     cursor: Option<String>,
+}
+
+/// Liveness and readiness in one: 503 (JSON error) while the store refuses writes, so that a
+/// load balancer sends terminals elsewhere; reads are still served meanwhile.
+async fn healthz(State(st): State<HttpState>) -> ApiResult<&'static str> {
+    if st.desk.pipeline.write_health().is_ok() {
+        Ok("ok\n")
+    } else {
+        Err(ApiError::Unavailable("store writes are failing (see smogwatch_store_write_errors_total)".into()))
+    }
 }
 
 /// Live alerts as server-sent events. Each event's id is its cursor, so a browser's

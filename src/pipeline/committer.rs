@@ -2,6 +2,7 @@
 //! contained. One fsync serves many batches, which is what makes durable acks affordable.
 use super::{Done, Outcome, PipelineError};
 use crate::model::Vin;
+use crate::store::health::WriteHealth;
 use crate::store::{Alert, CommitBatch, Store};
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub(super) async fn run(
     alerts: broadcast::Sender<Alert>,
     invalidations: Arc<Vec<Mutex<Vec<Vin>>>>,
     max_records: usize,
+    health: Arc<WriteHealth>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut items = vec![first];
@@ -49,6 +51,7 @@ pub(super) async fn run(
         metrics::histogram!("smogwatch_store_commit_records").record(records as f64);
         match result {
             Ok(outcome) => {
+                health.succeeded();
                 metrics::counter!("smogwatch_records_stored_total").increment(records as u64);
                 for v in outcome.written_violations {
                     metrics::counter!("smogwatch_violations_written_total", "rule" => v.rule.clone(), "late" => v.late.to_string())
@@ -69,6 +72,7 @@ pub(super) async fn run(
                 }
             }
             Err(e) => {
+                health.failed(&e);
                 metrics::counter!("smogwatch_store_commit_failures_total").increment(1);
                 tracing::error!(error = %e, records, "group commit failed; batches not acknowledged");
                 for it in items {

@@ -16,6 +16,7 @@ pub use admission::{Admission, DaySpan, IngestConfig, VinCheckMode};
 use crate::detect::DetectorSet;
 use crate::model::{beijing_day, TelemetryRecord, TimestampMs, Vin};
 use crate::registry::Registry;
+use crate::store::health::WriteHealth;
 use crate::store::{Alert, Store};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,7 @@ pub struct Pipeline {
     admission: Admission,
     queued: Arc<Semaphore>,
     queue_capacity: usize,
+    health: Arc<WriteHealth>,
 }
 
 impl Pipeline {
@@ -161,6 +163,7 @@ impl Pipeline {
         let (commit_tx, commit_rx) = mpsc::channel(cfg.commit_queue.max(1));
         let invalidations: Arc<Vec<Mutex<Vec<Vin>>>> =
             Arc::new((0..n).map(|_| Mutex::new(Vec::new())).collect());
+        let health = Arc::new(WriteHealth::default());
         let mut tasks = Vec::with_capacity(n + 1);
         let mut shards = Vec::with_capacity(n);
         for shard in 0..n {
@@ -185,6 +188,7 @@ impl Pipeline {
             alerts.clone(),
             invalidations,
             cfg.max_commit_records.max(1),
+            health.clone(),
         )));
         Arc::new(Pipeline {
             shards: parking_lot::RwLock::new(shards),
@@ -195,7 +199,13 @@ impl Pipeline {
             admission,
             queued: Arc::new(Semaphore::new(cfg.max_queued_records.max(1))),
             queue_capacity: cfg.max_queued_records.max(1),
+            health,
         })
+    }
+
+    /// Whether group commits currently succeed (health checks, recovery supervision).
+    pub fn write_health(&self) -> &Arc<WriteHealth> {
+        &self.health
     }
 
     /// The edge checks every transport applies before `submit`.

@@ -6,6 +6,7 @@
 //! (embedded) or idempotent (ScyllaDB: every write is an upsert keyed by natural ids).
 pub mod codec;
 pub mod embedded;
+pub mod health;
 #[cfg(feature = "scylla")]
 pub mod scylla;
 pub mod telemetry;
@@ -290,6 +291,14 @@ pub trait Store: Send + Sync + 'static {
     /// commit every client waits on. Backends without such partitions do nothing.
     async fn prepare_days(&self, days: &[i64]) -> Result<(), StoreError> {
         let _ = days;
+        Ok(())
+    }
+
+    /// Called while commits fail (every second or so): Ok once writes can succeed again. The
+    /// embedded store checks that its directory takes writes (a full disk got space back) and
+    /// reopens its engines, which refuse every write after an I/O error until reopened.
+    /// Backends that recover by themselves (a cluster) just say yes; the next commit decides.
+    async fn recover_writes(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }
