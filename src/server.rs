@@ -328,18 +328,26 @@ async fn retention(store: Arc<dyn Store>, days: u32, mut shutdown: watch::Receiv
 }
 
 impl RunningServer {
-    /// Stops accepting, lets clients finish (up to the grace period), then drains the pipeline
-    /// so that everything acknowledged — and everything queued — is committed.
+    /// Stops accepting, lets clients finish and commits what is queued, all within one grace
+    /// period (`shutdown_grace_s`). Whatever is still queued at the deadline was never
+    /// acknowledged: it is left to the clients' resend, as after a crash (invariant 1).
     pub async fn shutdown(self) {
+        let deadline = tokio::time::Instant::now() + self.grace;
         let _ = self.shutdown_tx.send(true);
         for t in self.tasks {
             let abort = t.abort_handle();
-            if tokio::time::timeout(self.grace, t).await.is_err() {
+            if tokio::time::timeout_at(deadline, t).await.is_err() {
                 tracing::warn!("clients still connected after the grace period; closing them");
                 abort.abort();
             }
         }
-        self.pipeline.shutdown().await;
+        if tokio::time::timeout_at(deadline, self.pipeline.shutdown()).await.is_err() {
+            metrics::counter!("smogwatch_shutdown_drain_cut_total").increment(1);
+            tracing::warn!(
+                grace_s = self.grace.as_secs(),
+                "queued batches not committed within the grace period; they were not acknowledged and will be resent"
+            );
+        }
         tracing::info!("smogwatch stopped");
     }
 }

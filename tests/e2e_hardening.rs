@@ -442,3 +442,57 @@ async fn a_full_disk_is_reported_and_recovered_from_without_a_restart() {
     assert!(String::from_utf8_lossy(&body).contains("smogwatch_store_write_errors_total"));
     s.shutdown().await;
 }
+
+/// Defect 10 (shutdown): with the queues full of expensive work, shutdown still ends within the
+/// grace period; what was queued was never acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_full_queues_keeps_to_the_grace_period() {
+    const VIN: &str = "LZZ5BLSJ3DA001411";
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_with(dir.path(), |c| {
+        c.shutdown_grace_s = 1;
+        c.pipeline.workers = 1;
+        c.pipeline.worker_queue = 4096;
+    })
+    .await;
+    let ch = register(&s, VIN).await;
+    // An hour of stored context: every late batch below replays it through the detectors.
+    let live: Vec<_> = (0..3600).map(|i| record(VIN, T0 + i * 1000, 120.2, 30.3, 60.0)).collect();
+    let chunks: Vec<_> = live.chunks(500).enumerate().map(|(i, c)| batch(i as u64, c.to_vec())).collect();
+    assert_eq!(stream_batches(ch, chunks).await.iter().map(|a| a.accepted).sum::<u32>(), 3600);
+    let vin = Vin::parse(VIN).unwrap();
+    let mut pending = Vec::new();
+    for i in 0..2000i64 {
+        let mut r = smogwatch::model::TelemetryRecord::bare(vin, T0 + (i % 3600) * 1000 + 500);
+        r.fix = Some(smogwatch::model::Fix { lon: 120.2, lat: 30.3, valid: true });
+        pending.push(s.pipeline.submit(vec![r], true, now_ms()).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    s.shutdown().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?} with a 1 s grace");
+    drop(pending);
+}
+
+/// Defect 10 (HTTP errors): a bad query string, an unknown route and a wrong method answer with
+/// the documented JSON error, not axum's text/plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_http_error_is_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let admin = token(&s, smogwatch::model::Role::Admin).await;
+    for (method, path, want) in [
+        ("GET", "/v1/violations?from_ms=yesterday", 400),
+        ("GET", "/v1/violations?page_size=-1", 400),
+        ("GET", "/v1/alerts?cursor=1&from_ms=x", 400),
+        ("GET", "/v1/no-such-thing", 404),
+        ("DELETE", "/v1/violations", 405),
+    ] {
+        let (status, headers, body) = http(s.http_addr, method, path, Some(&admin), None).await;
+        assert_eq!(status.as_u16(), want, "{method} {path}");
+        assert_eq!(headers.get(http::header::CONTENT_TYPE).unwrap(), "application/json", "{method} {path}");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "{v}");
+    }
+    s.shutdown().await;
+}
