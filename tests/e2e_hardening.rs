@@ -496,3 +496,46 @@ async fn every_http_error_is_json() {
     }
     s.shutdown().await;
 }
+
+/// Defect 8: a Hangzhou truck's NOx episode in Ningbo is Ningbo's: its city code comes from
+/// the position (the zone catalogue's district outlines), so Ningbo police see it and
+/// Hangzhou police do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jurisdiction_follows_the_position_not_the_home_city() {
+    use smogwatch::model::{Jurisdiction, Role};
+    use smogwatch::proto::zones_client::ZonesClient;
+    const VIN: &str = "LZZ5BLSJ3DA001413";
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let ch = register(&s, VIN).await; // registered in Hangzhou (330100)
+    ZonesClient::new(ch.clone())
+        .import(proto::ImportZonesRequest {
+            geojson: smogwatch::zones::SAMPLE_ZONES.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Inside the sample's Ningbo districts outline.
+    let zones =
+        smogwatch::geofence::import_zones(smogwatch::zones::SAMPLE_ZONES, &Default::default()).unwrap();
+    let ningbo = zones.zones.iter().find(|z| z.id == "R1-330200-DISTRICTS").unwrap();
+    let p = geo::InteriorPoint::interior_point(&ningbo.geometry).unwrap();
+    let recs: Vec<_> = (0..400).map(|i| record(VIN, T0 + i * 1000, p.x(), p.y(), 800.0)).collect();
+    stream_batches(ch.clone(), batches(recs, 1, false)).await;
+    let list = |ch: Authed| async move {
+        ViolationsClient::new(ch)
+            .list(proto::ListViolationsRequest { vin: VIN.into(), ..Default::default() })
+            .await
+    };
+    let all = list(ch).await.unwrap().into_inner().violations;
+    let r3: Vec<_> = all.iter().filter(|v| v.rule == "R3").collect();
+    assert_eq!(r3.len(), 1, "{all:?}");
+    assert_eq!(r3[0].city_code, "330200");
+    let nb = channel_as(&s, Role::Police(Jurisdiction::city("330200").unwrap())).await;
+    let seen = list(nb).await.unwrap().into_inner().violations;
+    assert!(seen.iter().any(|v| v.rule == "R3"), "Ningbo police see it: {seen:?}");
+    let hz = channel_as(&s, Role::Police(Jurisdiction::city("330100").unwrap())).await;
+    let hz_seen = list(hz).await.map(|r| r.into_inner().violations).unwrap_or_default();
+    assert!(hz_seen.iter().all(|v| v.rule != "R3"), "Hangzhou police do not: {hz_seen:?}");
+    s.shutdown().await;
+}

@@ -84,7 +84,8 @@ impl Worker {
                 }
             };
             match result {
-                Ok((batch, vins, outcome)) => {
+                Ok((mut batch, vins, outcome)) => {
+                    self.place(&mut batch);
                     let item =
                         CommitItem { batch, shard: self.shard, vins, outcome, done: Some(done), permit };
                     if self.commit_tx.send(item).await.is_err() {
@@ -115,6 +116,7 @@ impl Worker {
             }
         }
         batch.violations.extend(found.into_iter().map(ViolationWrite::Upsert));
+        self.place(&mut batch);
         (!batch.is_empty()).then(|| CommitItem {
             batch,
             shard: self.shard,
@@ -144,6 +146,19 @@ impl Worker {
         batch.violations.extend(found.into_iter().map(ViolationWrite::Upsert));
         batch.states.push((vin, state.encode()));
         Ok((batch, vec![vin], Outcome::default()))
+    }
+
+    /// Police jurisdiction follows the position, not the vehicle's home city
+    /// (`geofence::jurisdiction`); violations without a covered position keep the home city.
+    fn place(&self, batch: &mut CommitBatch) {
+        if batch.violations.is_empty() {
+            return;
+        }
+        let zones = self.detectors.zone_registry().load();
+        for w in &mut batch.violations {
+            let (ViolationWrite::Upsert(v) | ViolationWrite::InsertIfAbsent(v)) = w;
+            crate::geofence::jurisdiction::place(&zones, v);
+        }
     }
 
     fn apply_invalidations(&mut self) {
