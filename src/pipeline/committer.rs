@@ -18,6 +18,10 @@ pub(super) struct CommitItem {
     pub done: Option<Done>,
     /// The records' share of the pipeline's queue budget; dropped (released) after the commit.
     pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The worker's sequence number of this item; `committed[shard]` reaches it once the
+    /// commit holding it has returned (either way), so the worker stops treating its records
+    /// as in flight.
+    pub ticket: u64,
 }
 
 pub(super) async fn run(
@@ -27,7 +31,13 @@ pub(super) async fn run(
     invalidations: Arc<Vec<Mutex<Vec<Vin>>>>,
     max_records: usize,
     health: Arc<WriteHealth>,
+    committed: Arc<Vec<std::sync::atomic::AtomicU64>>,
 ) {
+    let mark = |it: &CommitItem| {
+        if let Some(c) = committed.get(it.shard) {
+            c.fetch_max(it.ticket, std::sync::atomic::Ordering::Release);
+        }
+    };
     while let Some(first) = rx.recv().await {
         let mut items = vec![first];
         let mut n: usize = items.iter().map(|i| i.batch.records.len()).sum();
@@ -64,6 +74,7 @@ pub(super) async fn run(
                     let _ = alerts.send(a);
                 }
                 for it in items {
+                    mark(&it);
                     // The records left the queue: their budget goes to waiting submitters.
                     drop(it.permit);
                     if let Some(done) = it.done {
@@ -76,6 +87,7 @@ pub(super) async fn run(
                 metrics::counter!("smogwatch_store_commit_failures_total").increment(1);
                 tracing::error!(error = %e, records, "group commit failed; batches not acknowledged");
                 for it in items {
+                    mark(&it);
                     if let Some(q) = invalidations.get(it.shard) {
                         q.lock().extend(it.vins);
                     }

@@ -164,6 +164,8 @@ impl Pipeline {
         let invalidations: Arc<Vec<Mutex<Vec<Vin>>>> =
             Arc::new((0..n).map(|_| Mutex::new(Vec::new())).collect());
         let health = Arc::new(WriteHealth::default());
+        let committed: Arc<Vec<std::sync::atomic::AtomicU64>> =
+            Arc::new((0..n).map(|_| std::sync::atomic::AtomicU64::new(0)).collect());
         let mut tasks = Vec::with_capacity(n + 1);
         let mut shards = Vec::with_capacity(n);
         for shard in 0..n {
@@ -178,7 +180,8 @@ impl Pipeline {
                 invalidations.clone(),
                 cfg,
             )
-            .with_admission(admission.clone());
+            .with_admission(admission.clone())
+            .with_commit_marks(committed.clone());
             tasks.push(tokio::spawn(w.run(rx)));
         }
         drop(commit_tx);
@@ -189,6 +192,7 @@ impl Pipeline {
             invalidations,
             cfg.max_commit_records.max(1),
             health.clone(),
+            committed,
         )));
         Arc::new(Pipeline {
             shards: parking_lot::RwLock::new(shards),
