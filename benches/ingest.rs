@@ -84,7 +84,13 @@ fn bench(c: &mut Criterion) {
                     let mut waits = Vec::with_capacity(wire.len());
                     for bytes in wire {
                         let batch = proto::TelemetryBatch::decode(bytes.as_slice()).expect("decode");
-                        let (good, _) = validate_batch(&registry, &Caller::Admin, batch.records, t + 20_000);
+                        let (good, _) = validate_batch(
+                            &registry,
+                            pipeline.admission(),
+                            &Caller::Admin,
+                            batch.records,
+                            t + 20_000,
+                        );
                         waits.push(pipeline.submit(good, false, t + 20_000).await.expect("submit"));
                     }
                     for w in waits {

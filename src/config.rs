@@ -3,7 +3,7 @@
 use crate::auth::AuthConfig;
 use crate::detect::RulesConfig;
 use crate::gateway::GatewayConfig;
-use crate::pipeline::PipelineConfig;
+use crate::pipeline::{IngestConfig, PipelineConfig};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,8 @@ pub struct Config {
     /// How often a live-alert watcher re-reads the alert sequence from the store, in case an
     /// alert was committed by another node or missed by the in-process broadcast.
     pub watch_poll_ms: u64,
+    /// Edge limits of every transport: clock tolerance, batch size and span, message size.
+    pub ingest: IngestConfig,
     pub pipeline: PipelineConfig,
     pub rules: RulesConfig,
     /// HJ 1239 / GB 17691 terminal gateway (TCP).
@@ -58,6 +60,7 @@ impl Default for Config {
             max_in_flight_batches: 32,
             shutdown_grace_s: 10,
             watch_poll_ms: 2000,
+            ingest: IngestConfig::default(),
             pipeline: PipelineConfig::default(),
             rules: RulesConfig::default(),
             hj1239: GatewayConfig::default(),

@@ -112,11 +112,13 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         StoreKind::Scylla => VehicleOwnership::shared(store.clone(), cfg.store.scylla.vehicle_lease_s),
         StoreKind::Embedded => VehicleOwnership::single_node(),
     };
-    let pipeline = Pipeline::start_with_ownership(
+    let admission = crate::pipeline::Admission::new(&cfg.ingest, cfg.retention_days);
+    let pipeline = Pipeline::start_with(
         store.clone(),
         registry.clone(),
         detectors.clone(),
         &cfg.pipeline,
+        admission,
         ownership,
     );
 
@@ -157,12 +159,14 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         pipeline.clone(),
         Duration::from_millis(cfg.watch_poll_ms),
         shutdown_rx.clone(),
-    );
+    )
+    .with_authenticator(auth.clone());
     if !auth.enabled() {
         tracing::warn!("authentication is disabled: every caller is an administrator");
     }
     let tokens = TokenDesk::new(store.clone(), auth.clone());
-    let ingest = IngestService::new(pipeline.clone(), registry.clone(), cfg.max_in_flight_batches);
+    let ingest = IngestService::new(pipeline.clone(), registry.clone(), cfg.max_in_flight_batches)
+        .with_authenticator(auth.clone());
     let mut grpc = tonic::transport::Server::builder();
     if let Some(m) = &tls {
         grpc = grpc.tls_config(m.grpc()).map_err(|e| ServerError::GrpcTls(e.to_string()))?;
@@ -171,7 +175,11 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         .layer(AuthLayer::new(auth.clone()))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(proto::telemetry_ingest_server::TelemetryIngestServer::new(ingest))
+        .add_service(
+            proto::telemetry_ingest_server::TelemetryIngestServer::new(ingest)
+                .max_decoding_message_size(cfg.ingest.max_message_bytes)
+                .max_encoding_message_size(cfg.ingest.max_message_bytes),
+        )
         .add_service(proto::registry_server::RegistryServer::new(RegistryService::new(
             registry.clone(),
             store.clone(),
@@ -234,6 +242,11 @@ pub async fn start(cfg: Config, opts: Options) -> Result<RunningServer, ServerEr
         );
         tasks.push(tokio::spawn(gw));
     }
+    // Health follows the store's writes: NOT_SERVING while commits fail, and a supervisor asks
+    // the store to recover (a full disk that got space back) until they succeed again.
+    let health = pipeline.write_health().clone();
+    tasks.push(tokio::spawn(health.clone().supervise(store.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(report_write_health(health, health_reporter, shutdown_rx.clone())));
     // ScyllaDB expires telemetry by TTL (set from the same retention); only the embedded store
     // needs the hourly sweep.
     if cfg.retention_days > 0 && cfg.store.kind == StoreKind::Embedded {
@@ -306,6 +319,31 @@ async fn demo_token(store: &dyn Store) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Mirrors the store's write health into gRPC health: the whole server ("") and ingest.
+async fn report_write_health(
+    health: Arc<crate::store::health::WriteHealth>,
+    reporter: tonic_health::server::HealthReporter,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tonic_health::ServingStatus;
+    let mut state = health.subscribe();
+    loop {
+        let status =
+            if *state.borrow_and_update() { ServingStatus::Serving } else { ServingStatus::NotServing };
+        reporter.set_service_status("", status).await;
+        reporter
+            .set_service_status(
+                <proto::telemetry_ingest_server::TelemetryIngestServer<IngestService> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+        tokio::select! {
+            r = state.changed() => if r.is_err() { return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Deletes expired telemetry once an hour.
 async fn retention(store: Arc<dyn Store>, days: u32, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -324,18 +362,26 @@ async fn retention(store: Arc<dyn Store>, days: u32, mut shutdown: watch::Receiv
 }
 
 impl RunningServer {
-    /// Stops accepting, lets clients finish (up to the grace period), then drains the pipeline
-    /// so that everything acknowledged — and everything queued — is committed.
+    /// Stops accepting, lets clients finish and commits what is queued, all within one grace
+    /// period (`shutdown_grace_s`). Whatever is still queued at the deadline was never
+    /// acknowledged: it is left to the clients' resend, as after a crash (invariant 1).
     pub async fn shutdown(self) {
+        let deadline = tokio::time::Instant::now() + self.grace;
         let _ = self.shutdown_tx.send(true);
         for t in self.tasks {
             let abort = t.abort_handle();
-            if tokio::time::timeout(self.grace, t).await.is_err() {
+            if tokio::time::timeout_at(deadline, t).await.is_err() {
                 tracing::warn!("clients still connected after the grace period; closing them");
                 abort.abort();
             }
         }
-        self.pipeline.shutdown().await;
+        if tokio::time::timeout_at(deadline, self.pipeline.shutdown()).await.is_err() {
+            metrics::counter!("smogwatch_shutdown_drain_cut_total").increment(1);
+            tracing::warn!(
+                grace_s = self.grace.as_secs(),
+                "queued batches not committed within the grace period; they were not acknowledged and will be resent"
+            );
+        }
         tracing::info!("smogwatch stopped");
     }
 }

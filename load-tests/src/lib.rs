@@ -16,5 +16,6 @@ pub mod rng;
 pub mod routes;
 pub mod scenario;
 pub mod sim;
+pub mod soak;
 pub mod source;
 pub mod target;

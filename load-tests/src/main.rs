@@ -19,6 +19,29 @@ enum Which {
     Standard(Overrides),
     /// A few dozen vehicles through every planted episode in a few seconds, in-process server.
     Smoke(Overrides),
+    /// Hostile clients mixed into a fixed normal load (issue 14); spawns the server binary.
+    Soak(SoakArgs),
+}
+
+/// Knobs of the hostile soak (see `soak.rs`).
+#[derive(Args, Debug)]
+struct SoakArgs {
+    #[arg(long, default_value_t = 2000)]
+    vehicles: u32,
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Records/s the normal clients offer together (keep it below the server's capacity).
+    #[arg(long, default_value_t = 4000.0)]
+    rate: f64,
+    /// Seconds of each phase (baseline, then mixed).
+    #[arg(long, default_value_t = 60.0)]
+    phase: f64,
+    #[arg(long, default_value_t = 1024)]
+    rss_budget_mb: u64,
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 /// Every knob of a scenario; unset ones keep the scenario's default.
@@ -147,6 +170,27 @@ async fn main() -> anyhow::Result<()> {
     let (scenario, json) = match cli.scenario {
         Which::Standard(o) => o.apply(Scenario::standard()),
         Which::Smoke(o) => o.apply(Scenario::smoke()),
+        Which::Soak(a) => {
+            let cfg = smogwatch_load_tests::soak::SoakConfig {
+                server_bin: a.server_bin,
+                vehicles: a.vehicles.max(1),
+                streams: a.streams.max(1),
+                rate: a.rate,
+                phase_s: a.phase.clamp(5.0, 600.0),
+                rss_budget_mib: a.rss_budget_mb,
+                ..Default::default()
+            };
+            let report = smogwatch_load_tests::soak::run(cfg).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            if !report.pass {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
     };
     let scenario = Scenario { command: std::env::args().collect::<Vec<_>>().join(" "), ..scenario };
     let report = run(scenario).await?;

@@ -10,7 +10,7 @@
 use super::{
     create_token, revoke_token, role_from_parts, ApiError, Authenticator, Principal, TokenAdminError,
 };
-use crate::model::ApiToken;
+use crate::model::{ApiToken, Role};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -70,11 +70,14 @@ const MAX_LABEL: usize = 200;
 pub struct TokenDesk {
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
+    /// Revocations one at a time on this node, so that two admins revoking each other's
+    /// tokens at once cannot both pass the last-admin check.
+    revoking: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl TokenDesk {
     pub fn new(store: Arc<dyn Store>, auth: Arc<Authenticator>) -> Self {
-        TokenDesk { store, auth }
+        TokenDesk { store, auth, revoking: Arc::default() }
     }
 
     pub async fn create(&self, who: &Principal, spec: TokenSpec) -> Result<CreatedToken, ApiError> {
@@ -112,6 +115,23 @@ impl TokenDesk {
         let id = id.trim();
         if id.is_empty() {
             return Err(ApiError::invalid("token id is empty"));
+        }
+        let _one_at_a_time = self.revoking.lock().await;
+        let target = self
+            .store
+            .token(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no token with id {id}")))?;
+        if target.is_active() && target.role == Role::Admin {
+            let admins =
+                self.store.tokens().await?.iter().filter(|t| t.is_active() && t.role == Role::Admin).count();
+            if admins <= 1 {
+                metrics::counter!("smogwatch_token_revocations_refused_total").increment(1);
+                tracing::warn!(id = %target.id, actor = %who.actor(), "refused to revoke the last active admin token");
+                return Err(ApiError::invalid(
+                    "refusing to revoke the last active admin token: nobody could administer the server; create another admin token first",
+                ));
+            }
         }
         let token = revoke_token(&*self.store, id, &who.actor()).await.map_err(admin_error)?;
         self.auth.forget(&token.id);
@@ -186,6 +206,21 @@ mod tests {
         ));
         assert_eq!(desk.revoke(&admin, &created.token.id).await.unwrap(), revoked, "idempotent");
         assert!(matches!(desk.revoke(&admin, "0000000000000000").await, Err(ApiError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn the_last_admin_token_cannot_be_revoked() {
+        let (desk, _auth, _dir) = desk().await;
+        let admin = principal(Caller::Admin);
+        let spec = || TokenSpec { role: "admin".into(), label: "ops".into(), ..TokenSpec::default() };
+        let first = desk.create(&admin, spec()).await.unwrap().token;
+        match desk.revoke(&admin, &first.id).await {
+            Err(ApiError::InvalidArgument(m)) => assert!(m.contains("last active admin"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let second = desk.create(&admin, spec()).await.unwrap().token;
+        assert!(desk.revoke(&admin, &first.id).await.unwrap().revoked_ms.is_some(), "another admin remains");
+        assert!(matches!(desk.revoke(&admin, &second.id).await, Err(ApiError::InvalidArgument(_))));
     }
 
     #[tokio::test]

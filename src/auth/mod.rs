@@ -238,6 +238,40 @@ impl Authenticator {
     pub fn forget(&self, token_id: &str) {
         self.cache.lock().retain(|_, (p, _)| p.token_id != token_id);
     }
+
+    /// Whether the credential a long-lived call was opened with is still good (read from the
+    /// store, so a revocation on any node counts). The caller with authentication off is.
+    pub async fn still_valid(&self, p: &Principal) -> Result<(), ApiError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        match self.store.token(&p.token_id).await.map_err(ApiError::from)? {
+            Some(t) if t.is_active() => Ok(()),
+            _ => Err(ApiError::Unauthenticated("token revoked while the stream was open".into())),
+        }
+    }
+
+    /// Resolves when `p`'s credential is revoked, checked once per cache TTL (at least every
+    /// second): open streams (ingest, watch, SSE) select on it and end, so a revoked token
+    /// stops working on them as soon as it would on a new call. A store error keeps the stream
+    /// (logged): a blip in the store must not cut every client off.
+    pub async fn lapsed(self: Arc<Self>, p: Principal) -> ApiError {
+        let period = self.ttl.max(Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(period).await;
+            match self.still_valid(&p).await {
+                Ok(()) => {}
+                Err(e @ ApiError::Unauthenticated(_)) => {
+                    metrics::counter!("smogwatch_streams_ended_total", "reason" => "revoked").increment(1);
+                    tracing::info!(token = %p.token_id, label = %p.label, "credential revoked; ending its open stream");
+                    return e;
+                }
+                Err(e) => {
+                    tracing::warn!(token = %p.token_id, error = %e, "cannot re-check a stream's credential")
+                }
+            }
+        }
+    }
 }
 
 fn bearer(headers: &http::HeaderMap) -> Result<&str, ApiError> {

@@ -158,6 +158,23 @@ impl DetectorSet {
         state.last_time_ms = Some(obs.record.time_ms.max(state.last_time_ms.unwrap_or(i64::MIN)));
     }
 
+    /// The zone registry the detectors geofence against (also the outlines that place a
+    /// violation in a city / county, `geofence::jurisdiction`).
+    pub fn zone_registry(&self) -> &std::sync::Arc<crate::geofence::ZoneRegistry> {
+        &self.zones
+    }
+
+    /// A record far ahead of the server clock (a clock fault, `pipeline::admission`): only
+    /// R5.time_jump sees it, and the vehicle's live clock (`last_time_ms`) does not move.
+    pub fn observe_clock_fault(
+        &self,
+        state: &mut VehicleState,
+        obs: &Observation<'_>,
+        out: &mut Vec<Violation>,
+    ) {
+        self.offline.update(&mut state.offline, obs, out);
+    }
+
     /// Time-driven rules (R5 offline, the end of an R6 working session when the terminal went
     /// quiet). Call periodically (every minute is plenty) for every vehicle with state, with the
     /// server clock; it is cheap when nothing is pending.

@@ -266,7 +266,7 @@ impl Session {
         let now = now_ms();
         let mut good = Vec::with_capacity(recs.len());
         for r in recs {
-            match r.validate(now) {
+            match self.pipeline.admission().check(&r, now) {
                 Ok(()) => good.push(r),
                 Err(e) => {
                     metrics::counter!("smogwatch_records_rejected_total", "reason" => "hj1239_invalid")

@@ -14,6 +14,7 @@ pub mod gcj02;
 pub mod geojson_import;
 pub mod import;
 pub mod index;
+pub mod jurisdiction;
 pub mod pip;
 pub mod registry;
 pub mod schedule;

@@ -225,12 +225,14 @@ pub fn violation_to_proto(v: &Violation) -> proto::Violation {
 
 pub fn reject_reason(e: &RecordError) -> proto::RejectReason {
     match e {
-        RecordError::Vin(_) => proto::RejectReason::InvalidVin,
+        RecordError::Vin(_) | RecordError::CheckDigit { .. } => proto::RejectReason::InvalidVin,
         RecordError::UnknownVin(_) => proto::RejectReason::UnknownVin,
         RecordError::ForbiddenVin(_) => proto::RejectReason::ForbiddenVin,
         RecordError::Position { .. } => proto::RejectReason::InvalidPosition,
+        RecordError::Time(TimeError::BeyondRetention { .. }) => proto::RejectReason::BeyondRetention,
         RecordError::Time(_) => proto::RejectReason::InvalidTime,
-        RecordError::Value { .. } => proto::RejectReason::InvalidValue,
+        RecordError::Value { .. } | RecordError::Oversize { .. } => proto::RejectReason::InvalidValue,
+        RecordError::BatchSpan { .. } => proto::RejectReason::BatchSpan,
     }
 }
 

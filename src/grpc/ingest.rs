@@ -3,10 +3,11 @@
 //! One task reads batches, validates each record and submits the good ones to the pipeline in
 //! arrival order (so per-vehicle order holds); a second task waits for each batch to be durable
 //! and sends its ack, in order. Up to `max_in_flight` batches are pipelined per stream.
-use super::auth::Caller;
+use super::auth::{Caller, Principal};
 use super::convert::{record_from_proto, reject_reason};
+use crate::auth::Authenticator;
 use crate::model::{now_ms, RecordError};
-use crate::pipeline::{Completion, Pipeline};
+use crate::pipeline::{Admission, Completion, Pipeline};
 use crate::proto::{self, telemetry_ingest_server::TelemetryIngest};
 use crate::registry::Registry;
 use std::pin::Pin;
@@ -19,11 +20,18 @@ pub struct IngestService {
     pipeline: Arc<Pipeline>,
     registry: Arc<Registry>,
     max_in_flight: usize,
+    auth: Option<Arc<Authenticator>>,
 }
 
 impl IngestService {
     pub fn new(pipeline: Arc<Pipeline>, registry: Arc<Registry>, max_in_flight: usize) -> Self {
-        IngestService { pipeline, registry, max_in_flight: max_in_flight.max(1) }
+        IngestService { pipeline, registry, max_in_flight: max_in_flight.max(1), auth: None }
+    }
+
+    /// Open streams end when their credential is revoked (see `Authenticator::lapsed`).
+    pub fn with_authenticator(mut self, auth: Arc<Authenticator>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 }
 
@@ -36,21 +44,24 @@ struct Pending {
 /// Validates a batch; returns the good records and the rejections (index + reason).
 pub fn validate_batch(
     registry: &Registry,
+    admission: &Admission,
     caller: &Caller,
     records: Vec<proto::TelemetryRecord>,
     now: i64,
 ) -> (Vec<crate::model::TelemetryRecord>, Vec<proto::RecordRejection>) {
     let mut good = Vec::with_capacity(records.len());
     let mut rejections = Vec::new();
+    let mut span = admission.day_span();
     for (i, p) in records.into_iter().enumerate() {
         let checked = record_from_proto(p).and_then(|r| {
-            r.validate(now)?;
+            admission.check(&r, now)?;
             if !caller.may_send_for(&r.vin) {
                 return Err(RecordError::ForbiddenVin(r.vin));
             }
             if registry.get(&r.vin).is_none() {
                 return Err(RecordError::UnknownVin(r.vin));
             }
+            span.admit(r.time_ms)?;
             Ok(r)
         });
         match checked {
@@ -112,6 +123,31 @@ async fn refuse_leased_elsewhere(
     (kept, rejections, index_of)
 }
 
+/// What an inbound read error becomes for the client: a message over the size limit is
+/// RESOURCE_EXHAUSTED with tonic's reason (sizes found and allowed), counted and logged; anything
+/// else is passed on as it came.
+fn inbound_error(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange {
+        metrics::counter!("smogwatch_grpc_messages_refused_total", "reason" => "too_large").increment(1);
+        tracing::warn!(reason = %status.message(), "ingest batch over the message size limit; stream ended");
+        return Status::resource_exhausted(format!(
+            "{} (ingest.max_message_bytes); split the batch",
+            status.message()
+        ));
+    }
+    tracing::debug!(%status, "ingest stream ended by client error");
+    status
+}
+
+/// A batch with more records than allowed ends the stream: INVALID_ARGUMENT, counted and logged.
+fn oversize_batch(records: usize, max: usize) -> Status {
+    metrics::counter!("smogwatch_grpc_messages_refused_total", "reason" => "too_many_records").increment(1);
+    tracing::warn!(records, max, "ingest batch over ingest.max_batch_records; stream ended");
+    Status::invalid_argument(format!(
+        "batch of {records} records is over ingest.max_batch_records = {max}; split the batch"
+    ))
+}
+
 type AckStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::BatchAck, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -122,8 +158,13 @@ impl TelemetryIngest for IngestService {
         &self,
         request: Request<Streaming<proto::TelemetryBatch>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let caller = Caller::from_request(&request)?;
+        let who = Principal::from_request(&request)?;
+        let caller = who.caller.clone();
         caller.require_ingest()?;
+        let mut lapsed: futures::future::BoxFuture<'static, crate::auth::ApiError> = match &self.auth {
+            Some(auth) => Box::pin(auth.clone().lapsed(who)),
+            None => Box::pin(futures::future::pending()),
+        };
         let mut inbound = request.into_inner();
         let (ack_tx, ack_rx) = mpsc::channel(self.max_in_flight);
         let (pending_tx, mut pending_rx) = mpsc::channel::<Pending>(self.max_in_flight);
@@ -132,19 +173,36 @@ impl TelemetryIngest for IngestService {
 
         tokio::spawn(async move {
             loop {
-                let batch = match inbound.message().await {
+                let refused =
+                    |status| Pending { sequence: 0, rejections: Vec::new(), completion: Err(status) };
+                let next = tokio::select! {
+                    n = inbound.message() => n,
+                    e = &mut lapsed => {
+                        // Acks of what was sent before go out first; nothing after is read.
+                        let _ = pending_tx.send(refused(Status::from(e))).await;
+                        break;
+                    }
+                };
+                let batch = match next {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(%status, "ingest stream ended by client error");
+                        // Reported after the acks of the batches before it (the acker keeps order).
+                        let _ = pending_tx.send(refused(inbound_error(status))).await;
                         break;
                     }
                 };
                 metrics::counter!("smogwatch_batches_received_total", "transport" => "grpc").increment(1);
+                let admission = pipeline.admission();
+                if batch.records.len() > admission.max_batch_records() {
+                    let status = oversize_batch(batch.records.len(), admission.max_batch_records());
+                    let _ = pending_tx.send(refused(status)).await;
+                    break;
+                }
                 let now = now_ms();
                 let (records, refused, index_of) =
                     refuse_leased_elsewhere(&pipeline, &registry, batch.records).await;
-                let (good, mut rejections) = validate_batch(&registry, &caller, records, now);
+                let (good, mut rejections) = validate_batch(&registry, admission, &caller, records, now);
                 if !refused.is_empty() {
                     for r in &mut rejections {
                         r.index = index_of.get(r.index as usize).copied().unwrap_or(r.index);

@@ -205,10 +205,10 @@ impl violations_server::Violations for ViolationsService {
         &self,
         req: Request<proto::WatchViolationsRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let caller = Caller::from_request(&req)?;
+        let who = Principal::from_request(&req)?;
         let r = req.into_inner();
         let f = filter_from_proto(r.filter)?;
-        let events = self.desk.watch(&caller, &f, Some(&r.cursor)).await?;
+        let events = self.desk.watch(&who, &f, Some(&r.cursor)).await?;
         let out = events.map(|e| {
             e.map(|e| proto::ViolationAlert {
                 cursor: e.cursor.to_string(),

@@ -9,17 +9,20 @@ use crate::model::ReviewDecision;
 use crate::query::export::ExportFormat;
 use crate::query::{ViolationDesk, ViolationFilter};
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
+use extract::ApiQuery;
 use futures::StreamExt;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use std::sync::{Arc, OnceLock};
+
+mod extract;
 
 /// The process-wide Prometheus recorder: `metrics` allows one global recorder, and tests start
 /// several servers in one process.
@@ -67,7 +70,7 @@ fn route(method: Method, path: &'static str, open: bool, handler: MethodRouter<H
 /// Every HTTP route: the router is built from this table and the OpenAPI test reads it.
 pub fn routes() -> Vec<Route> {
     vec![
-        route(Method::GET, "/healthz", true, get(|| async { "ok\n" })),
+        route(Method::GET, "/healthz", true, get(healthz)),
         route(Method::GET, "/metrics", true, get(|| async { prometheus().render() })),
         route(
             Method::GET,
@@ -103,7 +106,13 @@ pub fn router(state: HttpState) -> Router {
         }
     }
     let api = api.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    open.merge(api).with_state(state)
+    // Unknown paths and methods answer with the API's JSON error too, not an empty body.
+    open.merge(api)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            (StatusCode::METHOD_NOT_ALLOWED, ApiError::invalid("method not allowed on this route"))
+        })
+        .with_state(state)
 }
 
 async fn authenticate(State(st): State<HttpState>, mut req: Request, next: Next) -> Response {
@@ -146,8 +155,8 @@ type ApiResult<T> = Result<T, ApiError>;
 async fn list_violations(
     State(st): State<HttpState>,
     Extension(who): Extension<Principal>,
-    Query(filter): Query<ViolationFilter>,
-    Query(page): Query<Page>,
+    ApiQuery(filter): ApiQuery<ViolationFilter>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(st.desk.list(&who.caller, &filter, page.page_size, page.page_token.as_deref()).await?))
 }
@@ -196,9 +205,8 @@ async fn get_track(
     State(st): State<HttpState>,
     Extension(who): Extension<Principal>,
     Path(vin): Path<String>,
-    params: Result<Query<TrackParams>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(p): ApiQuery<TrackParams>,
 ) -> ApiResult<impl IntoResponse> {
-    let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
     let page =
         st.desk.track(&who.caller, &vin, p.from_ms, p.to_ms, p.page_size, p.page_token.as_deref()).await?;
     Ok(Json(page))
@@ -210,18 +218,28 @@ struct Cursor {
     cursor: Option<String>,
 }
 
+/// Liveness and readiness in one: 503 (JSON error) while the store refuses writes, so that a
+/// load balancer sends terminals elsewhere; reads are still served meanwhile.
+async fn healthz(State(st): State<HttpState>) -> ApiResult<&'static str> {
+    if st.desk.pipeline.write_health().is_ok() {
+        Ok("ok\n")
+    } else {
+        Err(ApiError::Unavailable("store writes are failing (see smogwatch_store_write_errors_total)".into()))
+    }
+}
+
 /// Live alerts as server-sent events. Each event's id is its cursor, so a browser's
 /// `EventSource` resumes after a reconnect by itself (it sends `Last-Event-ID`).
 async fn watch_alerts(
     State(st): State<HttpState>,
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
-    Query(filter): Query<ViolationFilter>,
-    Query(c): Query<Cursor>,
+    ApiQuery(filter): ApiQuery<ViolationFilter>,
+    ApiQuery(c): ApiQuery<Cursor>,
 ) -> ApiResult<impl IntoResponse> {
     let last_event = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let cursor = last_event.or(c.cursor);
-    let events = st.desk.watch(&who.caller, &filter, cursor.as_deref()).await?;
+    let events = st.desk.watch(&who, &filter, cursor.as_deref()).await?;
     let sse = events.map(|e| match e {
         Ok(e) => {
             let ev = Event::default().id(e.cursor.to_string());
@@ -256,7 +274,7 @@ async fn export(
 async fn export_csv(
     State(st): State<HttpState>,
     Extension(who): Extension<Principal>,
-    Query(filter): Query<ViolationFilter>,
+    ApiQuery(filter): ApiQuery<ViolationFilter>,
 ) -> ApiResult<Response> {
     export(st, who, filter, ExportFormat::Csv).await
 }
@@ -264,7 +282,7 @@ async fn export_csv(
 async fn export_geojson(
     State(st): State<HttpState>,
     Extension(who): Extension<Principal>,
-    Query(filter): Query<ViolationFilter>,
+    ApiQuery(filter): ApiQuery<ViolationFilter>,
 ) -> ApiResult<Response> {
     export(st, who, filter, ExportFormat::Geojson).await
 }
@@ -272,7 +290,7 @@ async fn export_geojson(
 async fn list_audit(
     State(st): State<HttpState>,
     Extension(who): Extension<Principal>,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(Json(st.desk.audit(&who.caller, page.page_size, page.page_token.as_deref()).await?))
 }
@@ -331,7 +349,7 @@ async fn clean_ratio(
     State(st): State<HttpState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
-    Query(q): Query<CleanQuery>,
+    ApiQuery(q): ApiQuery<CleanQuery>,
 ) -> ApiResult<impl IntoResponse> {
     use crate::grpc::clean_svc::{period, report_status, scope_enterprise, window_ms, Action};
     let (_, profile) =
@@ -358,7 +376,7 @@ async fn clean_passages(
     State(st): State<HttpState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
-    Query(q): Query<CleanQuery>,
+    ApiQuery(q): ApiQuery<CleanQuery>,
 ) -> ApiResult<impl IntoResponse> {
     use crate::clean::reconcile::MatchStatus;
     use crate::grpc::clean_svc::{period, report_status, scope_enterprise, window_ms, Action};

@@ -13,6 +13,7 @@ mod violation;
 pub use access::{city_of_county, violation_city, ApiToken, AreaCodeError, Jurisdiction, Role, TOKEN_PREFIX};
 pub use record::{
     EngineData, EngineStreamKind, Fix, MilStatus, ObdInfo, ObdProtocol, RecordError, TelemetryRecord,
+    OBD_CALIBRATION_ID_MAX, OBD_CVN_MAX, OBD_ECU_VIN_MAX, OBD_FAULT_CODES_MAX, OBD_IUPR_MAX,
 };
 pub use review::{AuditAction, AuditEntry, ReviewDecision, ReviewState, ViolationReview};
 pub use roadside::{
@@ -20,7 +21,8 @@ pub use roadside::{
     MAX_PLATE_CHARS, MAX_RINGELMANN,
 };
 pub use time::{
-    beijing_offset, format_ms, now_ms, validate_time, TimeError, TimestampMs, MAX_FUTURE_MS, MIN_VALID_MS,
+    beijing_day, beijing_offset, format_ms, now_ms, validate_time, TimeBounds, TimeError, TimestampMs,
+    MAX_FUTURE_MS, MIN_VALID_MS,
 };
 pub use vehicle::{EmissionStage, Enterprise, Fuel, PlateColour, Vehicle, VehicleKind};
 pub use vin::{Vin, VinError};

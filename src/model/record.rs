@@ -1,5 +1,5 @@
 //! One telemetry record: what a terminal reports for one instant (normally 1 Hz).
-use super::{validate_time, TimeError, TimestampMs, Vin, VinError};
+use super::{TimeBounds, TimeError, TimestampMs, Vin, VinError};
 use serde::{Deserialize, Serialize};
 
 /// A GNSS fix in WGS-84 degrees.
@@ -143,6 +143,33 @@ pub struct ObdInfo {
     pub fault_codes: Option<Vec<u32>>,
 }
 
+/// Field sizes of the OBD information body (GB 17691 Annex Q / HJ 1239, hj1239.md): strings are
+/// fixed-width ASCII fields, IUPR is 18 counters, the fault count is at most 253.
+pub const OBD_ECU_VIN_MAX: usize = 17;
+pub const OBD_CALIBRATION_ID_MAX: usize = 18;
+pub const OBD_CVN_MAX: usize = 18;
+pub const OBD_IUPR_MAX: usize = 18;
+pub const OBD_FAULT_CODES_MAX: usize = 253;
+
+impl ObdInfo {
+    /// The first field longer than its slot in the protocol (field, length, limit), if any. The
+    /// binary protocol cannot carry more; a gRPC client sending more has a bug or is hostile.
+    /// Strings count characters: the gateway decodes non-ASCII bytes of a tampered ECU as one
+    /// replacement character each, and those records are evidence (R4).
+    pub fn oversize(&self) -> Option<(&'static str, usize, usize)> {
+        let chars = |s: &str| s.chars().count();
+        [
+            ("obd.ecu_vin", chars(&self.ecu_vin), OBD_ECU_VIN_MAX),
+            ("obd.software_calibration_id", chars(&self.software_calibration_id), OBD_CALIBRATION_ID_MAX),
+            ("obd.cvn", chars(&self.cvn), OBD_CVN_MAX),
+            ("obd.iupr", self.iupr.len(), OBD_IUPR_MAX),
+            ("obd.fault_codes", self.fault_codes.as_ref().map_or(0, Vec::len), OBD_FAULT_CODES_MAX),
+        ]
+        .into_iter()
+        .find(|(_, len, max)| len > max)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TelemetryRecord {
     pub vin: Vin,
@@ -171,6 +198,12 @@ pub enum RecordError {
     Time(#[from] TimeError),
     #[error("{field} = {value} is outside the protocol range")]
     Value { field: &'static str, value: f64 },
+    #[error("{field} has {len} characters or items, the protocol allows at most {max}")]
+    Oversize { field: &'static str, len: usize, max: usize },
+    #[error("VIN {vin} fails the GB 16735 check digit (position 9 is {found:?}, expected {expected:?})")]
+    CheckDigit { vin: Vin, found: char, expected: char },
+    #[error("the batch already spans {max_days} Beijing days; send records of other days in another batch")]
+    BatchSpan { max_days: usize },
 }
 
 impl TelemetryRecord {
@@ -188,9 +221,14 @@ impl TelemetryRecord {
         }
     }
 
-    /// Edge validation shared by every transport.
+    /// Edge validation with the default time bounds (no retention, 24 h ahead).
     pub fn validate(&self, now_ms: TimestampMs) -> Result<(), RecordError> {
-        validate_time(self.time_ms, now_ms)?;
+        self.validate_within(now_ms, &TimeBounds::default())
+    }
+
+    /// Edge validation shared by every transport (`pipeline::Admission` adds the server's bounds).
+    pub fn validate_within(&self, now_ms: TimestampMs, bounds: &TimeBounds) -> Result<(), RecordError> {
+        bounds.check(self.time_ms, now_ms)?;
         if let Some(f) = &self.fix {
             if !f.in_range() {
                 return Err(RecordError::Position { lon: f.lon, lat: f.lat });
@@ -205,6 +243,9 @@ impl TelemetryRecord {
             if !(k.is_finite() && (0.0..=100.0).contains(&k)) {
                 return Err(RecordError::Value { field: "opacity_k", value: k });
             }
+        }
+        if let Some((field, len, max)) = self.obd.as_ref().and_then(ObdInfo::oversize) {
+            return Err(RecordError::Oversize { field, len, max });
         }
         Ok(())
     }
@@ -247,6 +288,39 @@ mod tests {
         let mut r = rec();
         r.engine = Some(EngineData { engine_speed_rpm: Some(9000.0), ..Default::default() });
         assert_eq!(r.validate(now), Err(RecordError::Value { field: "engine_speed_rpm", value: 9000.0 }));
+    }
+
+    #[test]
+    fn obd_fields_are_limited_to_their_protocol_slots() {
+        let now = 1_761_926_400_000;
+        let full = ObdInfo {
+            ecu_vin: "L".repeat(OBD_ECU_VIN_MAX),
+            software_calibration_id: "C".repeat(OBD_CALIBRATION_ID_MAX),
+            cvn: "V".repeat(OBD_CVN_MAX),
+            iupr: vec![1; OBD_IUPR_MAX],
+            fault_codes: Some(vec![7; OBD_FAULT_CODES_MAX]),
+            ..Default::default()
+        };
+        let mut r = rec();
+        r.obd = Some(full.clone());
+        assert!(r.validate(now).is_ok(), "every field at its limit is fine");
+        type Grow = fn(&mut ObdInfo);
+        let cases: [(&str, Grow); 5] = [
+            ("obd.ecu_vin", |o| o.ecu_vin = "L".repeat(1 << 20)),
+            ("obd.software_calibration_id", |o| o.software_calibration_id.push('x')),
+            ("obd.cvn", |o| o.cvn.push('x')),
+            ("obd.iupr", |o| o.iupr.push(1)),
+            ("obd.fault_codes", |o| o.fault_codes.get_or_insert_with(Vec::new).push(1)),
+        ];
+        for (name, grow) in cases {
+            let mut o = full.clone();
+            grow(&mut o);
+            r.obd = Some(o);
+            match r.validate(now) {
+                Err(RecordError::Oversize { field, .. }) => assert_eq!(field, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
     }
 
     #[test]

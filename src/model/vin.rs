@@ -36,6 +36,23 @@ impl Vin {
         Ok(Vin(out))
     }
 
+    /// The check digit this VIN should carry at position 9 (GB 16735-2019 Annex B, the same
+    /// scheme as ISO 3779 / FMVSS 115): letters transliterated to numbers, weighted by position,
+    /// summed modulo 11, 10 written as `X`.
+    pub fn expected_check_digit(&self) -> u8 {
+        const WEIGHTS: [u32; 17] = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
+        let sum: u32 = self.0.iter().zip(WEIGHTS).map(|(&c, w)| transliterate(c) * w).sum();
+        match sum % 11 {
+            10 => b'X',
+            d => b'0' + d as u8,
+        }
+    }
+
+    /// Position 9 holds the right check digit.
+    pub fn check_digit_ok(&self) -> bool {
+        self.0[8] == self.expected_check_digit()
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ASCII alphanumerics are ever stored (see `from_bytes`), so this cannot fail.
         std::str::from_utf8(&self.0).unwrap_or("?????????????????")
@@ -43,6 +60,19 @@ impl Vin {
 
     pub fn as_bytes(&self) -> &[u8; 17] {
         &self.0
+    }
+}
+
+/// GB 16735 Annex B value of a VIN character (I, O, Q never occur: `from_bytes` refuses them).
+fn transliterate(c: u8) -> u32 {
+    match c {
+        b'0'..=b'9' => u32::from(c - b'0'),
+        b'A'..=b'H' => u32::from(c - b'A') + 1,
+        b'J'..=b'N' => u32::from(c - b'J') + 1,
+        b'P' => 7,
+        b'R' => 9,
+        b'S'..=b'Z' => u32::from(c - b'S') + 2,
+        _ => 0,
     }
 }
 
@@ -95,6 +125,18 @@ mod tests {
         assert!(matches!(Vin::parse("LSGQ0000000000001"), Err(VinError::Character('Q', 3))));
         assert!(matches!(Vin::parse("LSG-0000000000001"), Err(VinError::Character('-', 3))));
         assert!(Vin::parse("LSG中000000000001").is_err());
+    }
+
+    #[test]
+    fn check_digit_per_gb_16735() {
+        // 1M8GDM9AXKP042788 is the usual worked example of the scheme (check digit X);
+        // LSVAM4187C2184847 has a WMI of China (check digit 7).
+        for ok in ["1M8GDM9AXKP042788", "LSVAM4187C2184847", "11111111111111111"] {
+            assert!(Vin::parse(ok).unwrap().check_digit_ok(), "{ok}");
+        }
+        let bad = Vin::parse("1M8GDM9A1KP042788").unwrap();
+        assert!(!bad.check_digit_ok());
+        assert_eq!(bad.expected_check_digit(), b'X');
     }
 
     #[test]

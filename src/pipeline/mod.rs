@@ -6,21 +6,25 @@
 //!   waits, which slows the transport's acks instead of growing memory.
 //! * Durability: a batch's completion resolves only after the commit that holds its records,
 //!   the violations they produced and the detector state after them is durable.
+pub mod admission;
 mod committer;
 mod late;
 pub mod ownership;
 mod worker;
 
+pub use admission::{Admission, DaySpan, IngestConfig, VinCheckMode};
+
 use crate::detect::DetectorSet;
-use crate::model::{TelemetryRecord, TimestampMs, Vin};
+use crate::model::{beijing_day, TelemetryRecord, TimestampMs, Vin};
 use crate::registry::Registry;
+use crate::store::health::WriteHealth;
 use crate::store::{Alert, Store};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +38,9 @@ pub struct PipelineConfig {
     pub commit_queue: usize,
     /// Records per group commit before the committer stops gathering more.
     pub max_commit_records: usize,
+    /// Records submitted and not yet committed, over every transport; `submit` waits beyond it.
+    /// This, not the number of queued batches, is what bounds the pipeline's memory.
+    pub max_queued_records: usize,
     /// Context read before and after late data when re-evaluating it (seconds).
     pub late_context_s: u32,
     /// How often workers run the time-driven rules (R5 offline, R6 end of work), seconds.
@@ -47,6 +54,7 @@ impl Default for PipelineConfig {
             worker_queue: 256,
             commit_queue: 256,
             max_commit_records: 50_000,
+            max_queued_records: 200_000,
             late_context_s: 3600,
             tick_interval_s: 60,
         }
@@ -80,8 +88,20 @@ impl Outcome {
 type Done = oneshot::Sender<Result<Outcome, PipelineError>>;
 
 enum WorkItem {
-    Records { records: Vec<TelemetryRecord>, late: bool, received_ms: TimestampMs, done: Done },
-    Session { vin: Vin, event: SessionEvent, received_ms: TimestampMs, done: Done },
+    Records {
+        records: Vec<TelemetryRecord>,
+        late: bool,
+        received_ms: TimestampMs,
+        done: Done,
+        /// This part's share of `max_queued_records`, released once it is committed.
+        permit: OwnedSemaphorePermit,
+    },
+    Session {
+        vin: Vin,
+        event: SessionEvent,
+        received_ms: TimestampMs,
+        done: Done,
+    },
 }
 
 /// Terminal session events that rules care about (R5: a logged-out terminal is not "offline").
@@ -115,31 +135,39 @@ pub struct Pipeline {
     ownership: ownership::VehicleOwnership,
     /// Per shard: vehicles whose in-memory state the worker must drop before its next item.
     invalidations: Arc<Vec<Mutex<Vec<Vin>>>>,
+    store: Arc<dyn Store>,
+    admission: Admission,
+    queued: Arc<Semaphore>,
+    queue_capacity: usize,
+    health: Arc<WriteHealth>,
 }
 
 impl Pipeline {
+    /// A pipeline with the default admission (no retention bound).
     pub fn start(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         detectors: Arc<DetectorSet>,
         cfg: &PipelineConfig,
     ) -> Arc<Pipeline> {
-        Self::start_with_ownership(
+        Self::start_with(
             store,
             registry,
             detectors,
             cfg,
+            Admission::default(),
             ownership::VehicleOwnership::single_node(),
         )
     }
 
-    /// `start`, for a node that shares its store with other nodes: the transports ask
-    /// `ownership()` before they submit a vehicle's records.
-    pub fn start_with_ownership(
+    /// `start` with the edge checks of the transports (`admission`) and, for a node that shares
+    /// its store with other nodes, the vehicle leases the transports ask before they submit.
+    pub fn start_with(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         detectors: Arc<DetectorSet>,
         cfg: &PipelineConfig,
+        admission: Admission,
         ownership: ownership::VehicleOwnership,
     ) -> Arc<Pipeline> {
         let n = if cfg.workers == 0 {
@@ -151,6 +179,9 @@ impl Pipeline {
         let (commit_tx, commit_rx) = mpsc::channel(cfg.commit_queue.max(1));
         let invalidations: Arc<Vec<Mutex<Vec<Vin>>>> =
             Arc::new((0..n).map(|_| Mutex::new(Vec::new())).collect());
+        let health = Arc::new(WriteHealth::default());
+        let committed: Arc<Vec<std::sync::atomic::AtomicU64>> =
+            Arc::new((0..n).map(|_| std::sync::atomic::AtomicU64::new(0)).collect());
         let mut tasks = Vec::with_capacity(n + 1);
         let mut shards = Vec::with_capacity(n);
         for shard in 0..n {
@@ -164,25 +195,44 @@ impl Pipeline {
                 commit_tx.clone(),
                 invalidations.clone(),
                 cfg,
-            );
+            )
+            .with_admission(admission.clone())
+            .with_commit_marks(committed.clone());
             tasks.push(tokio::spawn(w.run(rx)));
         }
         drop(commit_tx);
         tasks.push(tokio::spawn(committer::run(
-            store,
+            store.clone(),
             commit_rx,
             alerts.clone(),
             invalidations.clone(),
             cfg.max_commit_records.max(1),
+            health.clone(),
+            committed,
         )));
         Arc::new(Pipeline {
             shards: parking_lot::RwLock::new(shards),
             n_shards: n,
             alerts,
             tasks: Mutex::new(tasks),
+            store,
+            admission,
+            queued: Arc::new(Semaphore::new(cfg.max_queued_records.max(1))),
+            queue_capacity: cfg.max_queued_records.max(1),
+            health,
             ownership,
             invalidations,
         })
+    }
+
+    /// Whether group commits currently succeed (health checks, recovery supervision).
+    pub fn write_health(&self) -> &Arc<WriteHealth> {
+        &self.health
+    }
+
+    /// The edge checks every transport applies before `submit`.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     pub fn ownership(&self) -> &ownership::VehicleOwnership {
@@ -225,13 +275,24 @@ impl Pipeline {
     }
 
     /// Queues validated records. Waits while the queues are full (backpressure). `late` marks
-    /// reissued data: stored and evaluated, never a live alert.
+    /// reissued data: stored and evaluated, never a live alert. The storage partitions of the
+    /// records' days are made ready here, in the caller's task, not in the shared group commit.
     pub async fn submit(
         &self,
         records: Vec<TelemetryRecord>,
         late: bool,
         received_ms: TimestampMs,
     ) -> Result<Completion, PipelineError> {
+        let mut days: Vec<i64> = Vec::new();
+        for r in &records {
+            let d = beijing_day(r.time_ms);
+            if !days.contains(&d) {
+                days.push(d);
+            }
+        }
+        if !days.is_empty() {
+            self.store.prepare_days(&days).await.map_err(|e| PipelineError::Store(e.to_string()))?;
+        }
         let n = self.n_shards;
         let mut parts: Vec<Vec<TelemetryRecord>> = (0..n).map(|_| Vec::new()).collect();
         if let (1, Some(only)) = (n, parts.first_mut()) {
@@ -251,7 +312,11 @@ impl Pipeline {
             }
             let (done, rx) = oneshot::channel();
             let tx = self.shards.read().get(shard).cloned().ok_or(PipelineError::Closed)?;
-            tx.send(WorkItem::Records { records, late, received_ms, done })
+            // A part larger than the whole budget takes all of it (and waits for an empty queue).
+            let want = u32::try_from(records.len().min(self.queue_capacity)).unwrap_or(u32::MAX);
+            let permit =
+                self.queued.clone().acquire_many_owned(want).await.map_err(|_| PipelineError::Closed)?;
+            tx.send(WorkItem::Records { records, late, received_ms, done, permit })
                 .await
                 .map_err(|_| PipelineError::Closed)?;
             waits.push(rx);
@@ -291,5 +356,45 @@ impl Pipeline {
         }
         // Everything accepted is committed: other nodes may take these vehicles now.
         self.ownership.release_all().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::RulesConfig;
+    use crate::model::{Vehicle, VehicleKind};
+    use crate::store::embedded::EmbeddedStore;
+    use std::time::Duration;
+
+    /// Memory is bounded by queued records, not batches: a submit waits while the record budget
+    /// is taken, and committing gives the budget back.
+    #[tokio::test]
+    async fn submit_waits_for_the_record_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let registry = Registry::load(store.clone()).await.unwrap();
+        let vin = Vin::parse("LZZ5BLSJ3DA001408").unwrap();
+        registry.upsert(Vehicle { kind: VehicleKind::Truck, ..Vehicle::new(vin) }).await.unwrap();
+        let cfg = PipelineConfig { workers: 1, max_queued_records: 10, ..Default::default() };
+        let p = Pipeline::start(store, registry, Arc::new(DetectorSet::new(&RulesConfig::default())), &cfg);
+        let t0 = 1_761_926_400_000;
+        let recs = |from: i64| (from..from + 5).map(|i| TelemetryRecord::bare(vin, t0 + i * 1000)).collect();
+
+        let held = p.queued.clone().acquire_many_owned(8).await.unwrap();
+        let submit = p.submit(recs(0), false, t0);
+        tokio::pin!(submit);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut submit).await.is_err(),
+            "5 records do not fit in the 2 left of the budget"
+        );
+        drop(held);
+        let done = tokio::time::timeout(Duration::from_secs(10), submit).await.unwrap().unwrap();
+        assert_eq!(done.wait().await.unwrap().stored, 5);
+        // A part larger than the whole budget still goes through, alone.
+        let big: Vec<_> = (10..30).map(|i| TelemetryRecord::bare(vin, t0 + i * 1000)).collect();
+        assert_eq!(p.submit(big, false, t0).await.unwrap().wait().await.unwrap().stored, 20);
+        assert_eq!(p.queued.available_permits(), 10, "committed records give their budget back");
+        p.shutdown().await;
     }
 }

@@ -107,6 +107,8 @@ pub struct ViolationDesk {
     pub(crate) watch_poll: Duration,
     /// Becomes true at shutdown: live watches end then instead of holding the server open.
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Re-checks the credential of open watches (a revoked token ends them).
+    pub(crate) auth: Option<Arc<crate::auth::Authenticator>>,
 }
 
 impl ViolationDesk {
@@ -123,7 +125,14 @@ impl ViolationDesk {
             pipeline,
             watch_poll: watch_poll.max(Duration::from_millis(50)),
             shutdown,
+            auth: None,
         }
+    }
+
+    /// Live watches end when their credential is revoked (see `Authenticator::lapsed`).
+    pub fn with_authenticator(mut self, auth: Arc<crate::auth::Authenticator>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// Turns a client filter into a store query confined to what `caller` may see.

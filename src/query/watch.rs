@@ -7,7 +7,7 @@
 //! process) is read from the store, on a gap or on the poll timer. So a client that reconnects
 //! with its last cursor gets everything after it, once.
 use super::{ViolationDesk, ViolationFilter};
-use crate::auth::{ApiError, Caller};
+use crate::auth::{ApiError, Caller, Principal};
 use crate::model::Violation;
 use crate::store::{Alert, ViolationQuery};
 use tokio::sync::{broadcast, mpsc};
@@ -35,12 +35,14 @@ struct Watcher {
 
 impl ViolationDesk {
     /// Starts a watch after `cursor` (a previous event's cursor), or from now when none is given.
+    /// It ends with an `Unauthenticated` error when `who`'s token is revoked.
     pub async fn watch(
         &self,
-        caller: &Caller,
+        who: &Principal,
         filter: &ViolationFilter,
         cursor: Option<&str>,
     ) -> Result<WatchStream, ApiError> {
+        let caller = &who.caller;
         let query = self.scoped_query(caller, filter)?;
         // Subscribe first: an alert committed while the backlog is read is then in both, and
         // deduplicated by sequence, instead of in neither.
@@ -58,7 +60,11 @@ impl ViolationDesk {
         };
         let (tx, out) = mpsc::channel(64);
         let w = Watcher { desk: self.clone(), caller: caller.clone(), query, last, tx };
-        tokio::spawn(w.run(rx));
+        let lapsed: futures::future::BoxFuture<'static, ApiError> = match &self.auth {
+            Some(auth) => Box::pin(auth.clone().lapsed(who.clone())),
+            None => Box::pin(futures::future::pending()),
+        };
+        tokio::spawn(w.run(rx, lapsed));
         Ok(ReceiverStream::new(out))
     }
 }
@@ -95,7 +101,12 @@ impl Watcher {
         }
     }
 
-    async fn run(mut self, mut rx: broadcast::Receiver<Alert>) {
+    async fn run(
+        mut self,
+        mut rx: broadcast::Receiver<Alert>,
+        lapsed: futures::future::BoxFuture<'static, ApiError>,
+    ) {
+        let mut lapsed = lapsed;
         if self.tx.send(Ok(WatchEvent { cursor: self.last, violation: None })).await.is_err() {
             return;
         }
@@ -130,6 +141,10 @@ impl Watcher {
                 _ = poll.tick() => behind = true,
                 _ = self.tx.closed() => return,
                 _ = shutdown.changed() => return,
+                e = &mut lapsed => {
+                    let _ = self.tx.send(Err(e)).await;
+                    return;
+                }
             }
         }
     }

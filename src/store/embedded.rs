@@ -18,9 +18,12 @@ use crate::model::{
     ViolationId, ViolationReview,
 };
 use async_trait::async_trait;
+use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Telemetry of stores written before schema version 3 (now in [`Telemetry`]); emptied on open.
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
@@ -138,9 +141,33 @@ fn document_key(kind: &str, id: &str) -> Vec<u8> {
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
-    telemetry: Arc<Telemetry>,
+    engines: Arc<Engines>,
 }
+
+/// The two engines and what is needed to reopen them; shared with the blocking task that does.
+struct Engines {
+    dir: PathBuf,
+    cfg: EmbeddedConfig,
+    /// `None` only for the moment an engine is being reopened after a failed write.
+    db: RwLock<Option<Arc<Database>>>,
+    telemetry: RwLock<Option<Arc<Telemetry>>>,
+    /// A write failed: after an I/O error (ENOSPC) redb refuses every later operation and fjall
+    /// every later write until they are reopened, which `recover_writes` does.
+    write_failed: AtomicBool,
+}
+
+fn mib(m: u64) -> u64 {
+    m.saturating_mul(1 << 20)
+}
+
+fn unavailable(engine: &str) -> StoreError {
+    StoreError::Engine(format!("{engine} is being reopened after a write failure"))
+}
+
+/// Size of the file written to learn whether the data directory takes writes again.
+const PROBE_BYTES: usize = 1 << 20;
+/// How long a reopen waits for in-flight calls to let go of the old engine.
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
 
 impl EmbeddedStore {
     /// Opens (or creates) `dir/smogwatch.redb` and `dir/telemetry/` with default cache sizes.
@@ -150,53 +177,140 @@ impl EmbeddedStore {
 
     pub fn open_with(dir: &Path, cfg: &EmbeddedConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Engine(format!("{}: {e}", dir.display())))?;
-        let mib = |m: u64| m.saturating_mul(1 << 20);
-        let db = redb::Builder::new()
-            .set_cache_size(usize::try_from(mib(cfg.cache_mb)).unwrap_or(usize::MAX))
-            .create(dir.join("smogwatch.redb"))?;
-        let tx = db.begin_write()?;
-        {
-            tx.open_table(RECORDS)?;
-            tx.open_table(STATES)?;
-            tx.open_table(VEHICLES)?;
-            tx.open_table(ENTERPRISES)?;
-            tx.open_table(VIOLATIONS)?;
-            tx.open_table(VIOLATIONS_BY_TIME)?;
-            tx.open_table(VIOLATIONS_BY_VIN)?;
-            tx.open_table(DOCUMENTS)?;
-            tx.open_table(REVIEWS)?;
-            tx.open_table(ALERTS)?;
-            tx.open_table(ALERTED)?;
-            tx.open_table(AUDIT)?;
-            tx.open_table(TOKENS)?;
-            tx.open_table(CLEAN_PROFILES)?;
-            tx.open_table(PASSAGES)?;
-            tx.open_table(VOLUMES)?;
-            let mut meta = tx.open_table(META)?;
-            let version = meta.get("schema_version")?.map(|g| g.value()).unwrap_or(1);
-            if version < 2 {
-                let violations = tx.open_table(VIOLATIONS)?;
-                let mut idx = ViolationIndexes::open(&tx)?;
-                for e in violations.iter()? {
-                    let (_, raw) = e?;
-                    let v: Violation = from_json("violation", raw.value())?;
-                    idx.insert(&v)?;
-                }
-            }
-            meta.insert("schema_version", SCHEMA_VERSION)?;
-        }
-        tx.commit()?;
+        let db = Self::open_db(dir, cfg)?;
         let telemetry = Telemetry::open(&dir.join("telemetry"), mib(cfg.telemetry_cache_mb))?;
         move_records_to_telemetry(&db, &telemetry)?;
-        Ok(EmbeddedStore { db: Arc::new(db), telemetry: Arc::new(telemetry) })
+        Ok(EmbeddedStore {
+            engines: Arc::new(Engines {
+                dir: dir.to_path_buf(),
+                cfg: cfg.clone(),
+                db: RwLock::new(Some(Arc::new(db))),
+                telemetry: RwLock::new(Some(Arc::new(telemetry))),
+                write_failed: AtomicBool::new(false),
+            }),
+        })
     }
 
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.engines.db()
+    }
+
+    fn telemetry(&self) -> Result<Arc<Telemetry>, StoreError> {
+        self.engines.telemetry()
+    }
+
+    fn open_db(dir: &Path, cfg: &EmbeddedConfig) -> Result<Database, StoreError> {
+        open_db(dir, cfg)
+    }
+}
+
+fn open_db(dir: &Path, cfg: &EmbeddedConfig) -> Result<Database, StoreError> {
+    let db = redb::Builder::new()
+        .set_cache_size(usize::try_from(mib(cfg.cache_mb)).unwrap_or(usize::MAX))
+        .create(dir.join("smogwatch.redb"))?;
+    let tx = db.begin_write()?;
+    {
+        tx.open_table(RECORDS)?;
+        tx.open_table(STATES)?;
+        tx.open_table(VEHICLES)?;
+        tx.open_table(ENTERPRISES)?;
+        tx.open_table(VIOLATIONS)?;
+        tx.open_table(VIOLATIONS_BY_TIME)?;
+        tx.open_table(VIOLATIONS_BY_VIN)?;
+        tx.open_table(DOCUMENTS)?;
+        tx.open_table(REVIEWS)?;
+        tx.open_table(ALERTS)?;
+        tx.open_table(ALERTED)?;
+        tx.open_table(AUDIT)?;
+        tx.open_table(TOKENS)?;
+        tx.open_table(CLEAN_PROFILES)?;
+        tx.open_table(PASSAGES)?;
+        tx.open_table(VOLUMES)?;
+        let mut meta = tx.open_table(META)?;
+        let version = meta.get("schema_version")?.map(|g| g.value()).unwrap_or(1);
+        if version < 2 {
+            let violations = tx.open_table(VIOLATIONS)?;
+            let mut idx = ViolationIndexes::open(&tx)?;
+            for e in violations.iter()? {
+                let (_, raw) = e?;
+                let v: Violation = from_json("violation", raw.value())?;
+                idx.insert(&v)?;
+            }
+        }
+        meta.insert("schema_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(db)
+}
+
+impl Engines {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.read().clone().ok_or_else(|| unavailable("redb"))
+    }
+
+    fn telemetry(&self) -> Result<Arc<Telemetry>, StoreError> {
+        self.telemetry.read().clone().ok_or_else(|| unavailable("the telemetry engine"))
+    }
+
+    /// Writes, syncs and removes a probe file: the data directory takes writes again.
+    fn probe_dir(&self) -> Result<(), StoreError> {
+        use std::io::Write;
+        let path = self.dir.join(".write-probe");
+        let result = (|| {
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(&vec![0u8; PROBE_BYTES])?;
+            f.sync_all()
+        })();
+        let _ = std::fs::remove_file(&path);
+        result.map_err(|e| {
+            StoreError::Engine(format!("data directory {} not writable: {e}", self.dir.display()))
+        })
+    }
+
+    /// Replaces the engine in `slot` by a freshly opened one, once in-flight calls have let go
+    /// of the old one (both engines hold a lock file: the old must be closed first).
+    fn reopen<T>(
+        slot: &RwLock<Option<Arc<T>>>,
+        open: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut guard = slot.write();
+        if let Some(old) = guard.as_ref() {
+            let deadline = Instant::now() + REOPEN_WAIT;
+            while Arc::strong_count(old) > 1 {
+                if Instant::now() > deadline {
+                    return Err(StoreError::Engine("engine still in use; reopen retried later".into()));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        drop(guard.take());
+        *guard = Some(Arc::new(open()?));
+        Ok(())
+    }
+
+    fn recover_blocking(&self) -> Result<(), StoreError> {
+        self.probe_dir()?;
+        if !self.write_failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        tracing::warn!(dir = %self.dir.display(), "data directory writable again; reopening the storage engines");
+        Self::reopen(&self.telemetry, || {
+            Telemetry::open(&self.dir.join("telemetry"), mib(self.cfg.telemetry_cache_mb))
+        })?;
+        Self::reopen(&self.db, || open_db(&self.dir, &self.cfg))?;
+        self.write_failed.store(false, Ordering::Release);
+        tracing::info!("storage engines reopened; writes resume");
+        Ok(())
+    }
+}
+
+impl EmbeddedStore {
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
-        on_blocking_pool(self.db.clone(), f).await
+        on_blocking_pool(self.db()?, f).await
     }
 
     async fn blocking_telemetry<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -204,7 +318,7 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Telemetry) -> Result<T, StoreError> + Send + 'static,
     {
-        on_blocking_pool(self.telemetry.clone(), f).await
+        on_blocking_pool(self.telemetry()?, f).await
     }
 
     /// Records first (synced), then one redb transaction with everything else: see
@@ -374,8 +488,19 @@ fn review_of(
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn commit(&self, batch: CommitBatch) -> Result<CommitOutcome, StoreError> {
-        let telemetry = self.telemetry.clone();
-        self.blocking(move |db| Self::commit_blocking(db, &telemetry, batch)).await
+        let telemetry = self.telemetry()?;
+        let result = self.blocking(move |db| Self::commit_blocking(db, &telemetry, batch)).await;
+        if let Err(StoreError::Engine(_)) = &result {
+            self.engines.write_failed.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    async fn recover_writes(&self) -> Result<(), StoreError> {
+        let engines = self.engines.clone();
+        tokio::task::spawn_blocking(move || engines.recover_blocking())
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn records(
@@ -834,6 +959,15 @@ impl Store for EmbeddedStore {
     async fn expire_records(&self, before_ms: TimestampMs) -> Result<u64, StoreError> {
         self.blocking_telemetry(move |t| t.expire(before_ms)).await
     }
+
+    async fn prepare_days(&self, days: &[i64]) -> Result<(), StoreError> {
+        // The common case (every day already open) costs a read lock, not a blocking task.
+        if self.telemetry()?.has_days(days) {
+            return Ok(());
+        }
+        let days = days.to_vec();
+        self.blocking_telemetry(move |t| t.prepare_days(&days)).await
+    }
 }
 
 #[cfg(test)]
@@ -864,7 +998,7 @@ mod tests {
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert_eq!(store.records(vin, 0, i64::MAX, 1000).await.unwrap().len(), 120);
-        let tx = store.db.begin_read().unwrap();
+        let tx = store.db().unwrap().begin_read().unwrap();
         assert!(tx.open_table(RECORDS).unwrap().is_empty().unwrap(), "moved, not copied");
         drop(tx);
         drop(store);

@@ -6,6 +6,7 @@
 //! (embedded) or idempotent (ScyllaDB: every write is an upsert keyed by natural ids).
 pub mod codec;
 pub mod embedded;
+pub mod health;
 #[cfg(feature = "scylla")]
 pub mod scylla;
 pub mod telemetry;
@@ -306,6 +307,23 @@ pub trait Store: Send + Sync + 'static {
     /// Gives back `owner`'s lease of `vin` (no-op when another owner holds it).
     async fn release_vehicle(&self, vin: Vin, owner: &str) -> Result<(), StoreError> {
         let _ = (vin, owner);
+        Ok(())
+    }
+
+    /// Makes ready the storage partitions of these Beijing days (`model::beijing_day`) before
+    /// records of them are committed. Called by the submitting transport, so that creating a
+    /// partition (a directory and files on the embedded store) never happens inside the group
+    /// commit every client waits on. Backends without such partitions do nothing.
+    async fn prepare_days(&self, days: &[i64]) -> Result<(), StoreError> {
+        let _ = days;
+        Ok(())
+    }
+
+    /// Called while commits fail (every second or so): Ok once writes can succeed again. The
+    /// embedded store checks that its directory takes writes (a full disk got space back) and
+    /// reopens its engines, which refuse every write after an I/O error until reopened.
+    /// Backends that recover by themselves (a cluster) just say yes; the next commit decides.
+    async fn recover_writes(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -26,8 +26,6 @@ use std::path::Path;
 
 /// Key bytes 17..25 hold the record time (see `record_key`).
 const TIME_BYTES: std::ops::Range<usize> = 17..25;
-const DAY_MS: i64 = 86_400_000;
-const BEIJING_OFFSET_MS: i64 = 8 * 3_600_000;
 const DAY_PREFIX: &str = "records-";
 /// The single keyspace of the first layout (2026-12-03, before day partitions); moved on open.
 const UNPARTITIONED: &str = "records";
@@ -41,7 +39,7 @@ fn engine(e: fjall::Error) -> StoreError {
 
 /// Beijing calendar day of a time, as days since 1970-01-01 (UTC+8).
 fn day_of(t_ms: TimestampMs) -> i64 {
-    t_ms.saturating_add(BEIJING_OFFSET_MS).div_euclid(DAY_MS)
+    crate::model::beijing_day(t_ms)
 }
 
 fn day_name(day: i64) -> String {
@@ -102,6 +100,20 @@ impl Telemetry {
         let k = self.db.keyspace(&day_name(day), KeyspaceCreateOptions::default).map_err(engine)?;
         days.insert(day, k.clone());
         Ok(k)
+    }
+
+    /// Every one of `days` has its keyspace open.
+    pub fn has_days(&self, days: &[i64]) -> bool {
+        let open = self.days.read();
+        days.iter().all(|d| open.contains_key(d))
+    }
+
+    /// Creates the keyspaces of `days` that do not exist yet (outside any commit).
+    pub fn prepare_days(&self, days: &[i64]) -> Result<(), StoreError> {
+        for &d in days {
+            self.day(d)?;
+        }
+        Ok(())
     }
 
     /// Writes `records` (an existing (VIN, time) is overwritten) and returns once they are
