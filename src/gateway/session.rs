@@ -160,13 +160,16 @@ impl Session {
             }
         };
         match (&*state, message) {
-            (_, Message::Login(_)) => self.login(state, &frame).await,
+            (State::AwaitingLogin, Message::Login(_)) => self.login(state, &frame).await,
+            (State::LoggedIn { vin, .. }, Message::Login(_)) => self.second_login(*vin, &frame).await,
             (State::AwaitingLogin, other) => {
                 count_frame("before_login");
                 tracing::warn!(peer = %self.peer, vin = ?frame.vin.as_str(), command = frame.command, "hj1239 frame before login rejected ({})", kind(&other));
                 Step::Continue(vec![])
             }
-            (State::LoggedIn { vin, .. }, _) if frame.vin.0 != *vin.as_bytes() => {
+            // Login upper-cases the VIN: compare the normalised form, or a lower-case terminal
+            // would be locked out of every frame after its login.
+            (State::LoggedIn { vin, .. }, _) if !same_vin(&frame.vin, vin) => {
                 count_frame("vin_mismatch");
                 tracing::warn!(peer = %self.peer, session_vin = %vin, frame_vin = ?frame.vin.as_str(), "hj1239 frame for another VIN rejected");
                 Step::Continue(vec![])
@@ -209,6 +212,23 @@ impl Session {
                 Step::Close(vec![])
             }
         }
+    }
+
+    /// A login on a connection that is already logged in. The same VIN logging in again (a
+    /// terminal that restarted its state machine) is answered with success and changes nothing;
+    /// another VIN is refused and the session stays with its first VIN: one connection never
+    /// mixes two vehicles' data.
+    async fn second_login(&self, vin: Vin, frame: &Frame) -> Step {
+        let same = same_vin(&frame.vin, &vin);
+        let result = if same { "repeated" } else { "second_vin_refused" };
+        metrics::counter!("smogwatch_hj1239_logins_total", "result" => result).increment(1);
+        if same {
+            tracing::info!(peer = %self.peer, %vin, "hj1239 terminal logged in again on its open session");
+        } else {
+            tracing::warn!(peer = %self.peer, session_vin = %vin, frame_vin = %frame.vin, "hj1239 login for another VIN on an open session refused");
+        }
+        let answer = server_time().map(|t| Outbound::Now(Answer::login(t, same).reply_to(frame)));
+        Step::Continue(answer.into_iter().collect())
     }
 
     async fn logged_in(&self, vin: Vin, vehicle: &Vehicle, frame: &Frame, message: Message) -> Step {
@@ -313,6 +333,11 @@ fn kind(m: &Message) -> &'static str {
         Message::RemovalAlarm(_) => "removal alarm",
         Message::PlatformDefined { .. } => "platform-defined",
     }
+}
+
+/// Whether a frame's VIN slot names the session's vehicle, compared as login normalises it.
+fn same_vin(wire: &crate::hj1239::Vin, session: &Vin) -> bool {
+    Vin::from_bytes(&wire.0).is_ok_and(|v| v == *session)
 }
 
 /// The platform clock as terminal time. `None` only if the host clock is outside the 6-byte
