@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use common::*;
 use futures::{SinkExt, StreamExt};
 use smogwatch::hj1239::{
-    command, Answer, Decoded, EngineData, Frame, FrameCodec, GbRecord, GbReport, InfoBody, InfoReport, Login,
+    Answer, Decoded, EngineData, Frame, FrameCodec, GbRecord, GbReport, InfoBody, InfoReport, Login,
     Logout, Message, PositionStatus, TerminalTime, Vin as WireVin,
 };
 use smogwatch::model::Vin;
@@ -143,5 +143,57 @@ async fn second_login_for_another_vin_is_refused() {
     assert!(matches!(next_answer(&mut t).await, Some(Answer::Login { result: 0x01, .. })));
     assert_eq!(stored(&s, VIN_A, T0, T0 + 60_000).await, 10);
     assert_eq!(stored(&s, VIN_B, T0, T0 + 60_000).await, 0, "no data mixed into the other VIN");
+    s.shutdown().await;
+}
+
+async fn logged_in(s: &smogwatch::server::RunningServer, vin: &str) -> Terminal {
+    let mut t = connect(s).await;
+    t.send(login_frame(vin, T0)).await.unwrap();
+    assert!(matches!(next_answer(&mut t).await, Some(Answer::Login { result: 0x01, .. })));
+    t
+}
+
+/// Defect 3: a frame whose length field is damaged (4,000 instead of its real length) must not
+/// hold back the good frames after it: they are answered and stored while the link lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_length_field_does_not_silence_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    register(&s, vec![truck(VIN_A, proto::EmissionStage::ChinaVi)]).await;
+    let mut t = logged_in(&s, VIN_A).await;
+    let mut damaged = gb_report(VIN_A, T0 + 100_000, 10).to_bytes().unwrap().to_vec();
+    damaged[22..24].copy_from_slice(&4000u16.to_be_bytes());
+    t.get_mut().try_write(&damaged).unwrap();
+    for k in 0..3 {
+        t.send(gb_report(VIN_A, T0 + k * 10_000, 10)).await.unwrap();
+    }
+    for k in 0..3 {
+        match answer_within(&mut t, 5).await {
+            Some(Some(Answer::Report { time, .. })) => assert_eq!(time.epoch_millis_utc(), T0 + k * 10_000),
+            other => panic!("good frame {k} after the damaged one not answered: {other:?}"),
+        }
+    }
+    assert_eq!(stored(&s, VIN_A, T0, T0 + 30_000).await, 30);
+    assert_eq!(stored(&s, VIN_A, T0 + 100_000, T0 + 200_000).await, 0, "the damaged frame is not stored");
+    s.shutdown().await;
+}
+
+/// Defect 3: bytes received are activity. A frame trickling in slower than the idle timeout
+/// (bytes keep arriving, no whole frame yet) keeps the link open and is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_received_keep_the_session_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_with(dir.path(), |c| c.hj1239.idle_timeout_s = 1).await;
+    register(&s, vec![truck(VIN_A, proto::EmissionStage::ChinaVi)]).await;
+    let mut t = logged_in(&s, VIN_A).await;
+    let bytes = gb_report(VIN_A, T0, 1).to_bytes().unwrap();
+    let chunks: Vec<&[u8]> = bytes.chunks(bytes.len() / 5 + 1).collect();
+    for c in chunks {
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        use tokio::io::AsyncWriteExt;
+        t.get_mut().write_all(c).await.expect("link still open");
+    }
+    assert!(matches!(next_answer(&mut t).await, Some(Answer::Report { .. })), "slow frame answered");
+    assert_eq!(stored(&s, VIN_A, T0, T0 + 10_000).await, 1);
     s.shutdown().await;
 }

@@ -1,5 +1,6 @@
 //! The HJ 1239 / GB 17691 Annex Q terminal gateway: TCP listener, per-connection sessions,
 //! limits. It feeds the same pipeline as gRPC; the codec lives in `crate::hj1239`.
+mod activity;
 mod limits;
 pub mod records;
 mod session;
@@ -44,6 +45,9 @@ pub struct GatewayConfig {
     pub idle_timeout_s: u64,
     /// A connection that has not logged in within this time is closed.
     pub login_timeout_s: u64,
+    /// A frame still incomplete this long after its header arrived, while more bytes arrive, is
+    /// abandoned and the stream resynced (a damaged length field must not silence a terminal).
+    pub stall_timeout_ms: u64,
     /// Connections open at once; more are accepted and closed at once (counted).
     pub max_connections: usize,
     /// Sustained frames per second per connection; bursts up to `frame_burst`.
@@ -67,6 +71,7 @@ impl Default for GatewayConfig {
             machinery_dialect: false,
             idle_timeout_s: 300,
             login_timeout_s: 60,
+            stall_timeout_ms: 5_000,
             max_connections: 50_000,
             max_frames_per_s: 50.0,
             frame_burst: 200.0,

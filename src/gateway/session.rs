@@ -3,6 +3,7 @@
 //! Reading and answering are two tasks joined by a bounded queue: the reader decodes frames and
 //! submits records to the pipeline; the answerer waits, in order, for each report to be durable
 //! before answering it. A terminal that never gets an answer keeps the data for reissue.
+use super::activity::{Activity, ActivityStream};
 use super::limits::FrameBudget;
 use super::{records, GatewayConfig};
 use crate::hj1239::{
@@ -15,7 +16,7 @@ use crate::registry::Registry;
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
@@ -58,7 +59,10 @@ impl Session {
     }
 
     pub async fn run(self, socket: TcpStream, mut shutdown: watch::Receiver<bool>) {
-        let codec = FrameCodec::with_max_data_len(self.cfg.max_data_len);
+        let codec = FrameCodec::with_max_data_len(self.cfg.max_data_len)
+            .with_stall_timeout(Duration::from_millis(self.cfg.stall_timeout_ms.max(1)));
+        let activity = Activity::new();
+        let socket = ActivityStream::new(socket, activity.clone());
         let (mut sink, mut frames) = Framed::new(socket, codec).split();
         let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(self.cfg.max_in_flight.max(1));
         let peer = self.peer;
@@ -88,16 +92,26 @@ impl Session {
         let mut budget = FrameBudget::new(self.cfg.max_frames_per_s, self.cfg.frame_burst);
         let opened = Instant::now();
         loop {
+            // Login: a fixed deadline from the connection's start. Logged in: any received byte
+            // is activity, not only whole frames (a damaged frame may be collecting bytes).
             let timeout = match state {
-                State::AwaitingLogin => std::time::Duration::from_secs(self.cfg.login_timeout_s.max(1))
-                    .saturating_sub(opened.elapsed()),
-                State::LoggedIn { .. } => self.cfg.idle_timeout(),
+                State::AwaitingLogin => {
+                    Duration::from_secs(self.cfg.login_timeout_s.max(1)).saturating_sub(opened.elapsed())
+                }
+                State::LoggedIn { .. } => self.cfg.idle_timeout().saturating_sub(activity.idle_for()),
             };
             let next = tokio::select! {
                 n = tokio::time::timeout(timeout, frames.next()) => n,
                 _ = shutdown.wait_for(|s| *s) => break,
             };
             let item = match next {
+                Err(_) if matches!(state, State::AwaitingLogin) => {
+                    metrics::counter!("smogwatch_hj1239_sessions_closed_total", "reason" => "login_timeout")
+                        .increment(1);
+                    tracing::info!(peer = %self.peer, "hj1239 connection sent no valid login in time; closing");
+                    break;
+                }
+                Err(_) if activity.idle_for() < self.cfg.idle_timeout() => continue,
                 Err(_) => {
                     metrics::counter!("smogwatch_hj1239_sessions_closed_total", "reason" => "idle")
                         .increment(1);

@@ -242,6 +242,7 @@ impl Message {
     /// A complete unencrypted frame carrying this message (terminal simulators, tests).
     pub fn to_frame(&self, vin: Vin, software_version: u8) -> Result<Frame, MessageError> {
         Ok(Frame {
+            marker: super::frame::StartMarker::Hash,
             command: self.command(),
             vin,
             software_version,
@@ -257,6 +258,7 @@ mod tests {
 
     fn frame(command: u8, data: &[u8]) -> Frame {
         Frame {
+            marker: crate::hj1239::StartMarker::Hash,
             command,
             vin: Vin([b'A'; 17]),
             software_version: 1,

@@ -84,7 +84,7 @@ pub use codec::{CodecEncodeError, CodecStats, Decoded, FrameCodec, FrameError, D
 pub use crypto::{DecryptError, Decryptor, NoKeys};
 pub use engine::{EngineData, GasEngineData, GeoPoint, PositionStatus};
 pub use error::MessageError;
-pub use frame::{bcc, Encryption, Frame, FrameEncodeError, Vin, ENCRYPTION_TABLE};
+pub use frame::{bcc, Encryption, Frame, FrameEncodeError, StartMarker, Vin, ENCRYPTION_TABLE};
 pub use fuzz::fuzz_harness;
 pub use machinery::MachineryReport;
 pub use message::{command, Command, Dialect, Login, Logout, Message};
