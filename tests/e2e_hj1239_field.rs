@@ -7,11 +7,14 @@ use chrono::{DateTime, Utc};
 use common::*;
 use futures::{SinkExt, StreamExt};
 use smogwatch::hj1239::{
-    Answer, Decoded, EngineData, Frame, FrameCodec, GbRecord, GbReport, InfoBody, InfoReport, Login,
-    Logout, Message, PositionStatus, TerminalTime, Vin as WireVin,
+    Activation, Answer, Decoded, EmissionDiagnostics, EngineData, Frame, FrameCodec, GbRecord, GbReport,
+    HjRecord, HjReport, InfoBody, InfoReport, Login, Logout, MachineryBody, MachineryRecord, MachineryReport,
+    MachineryStream, Message, PositionStatus, SignedRecord, SignedReport, Sm2Signature, StartMarker,
+    TamperAlarm, TerminalTime, Vin as WireVin,
 };
 use smogwatch::model::Vin;
 use smogwatch::proto::{self, registry_client::RegistryClient};
+use smogwatch::store::ViolationQuery;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -55,7 +58,8 @@ fn engine(rpm: u16) -> EngineData {
 
 /// A GB-layout real-time report of `n` engine bodies starting at `t_ms`.
 fn gb_report(vin: &str, t_ms: i64, n: u16) -> Frame {
-    let records = (0..n).map(|i| GbRecord { serial: i, body: InfoBody::DieselEngine(engine(1400)) }).collect();
+    let records =
+        (0..n).map(|i| GbRecord { serial: i, body: InfoBody::DieselEngine(engine(1400)) }).collect();
     Message::RealTime(InfoReport::Gb17691(GbReport { time: tt(t_ms), records }))
         .to_frame(wire_vin(vin), 1)
         .unwrap()
@@ -68,7 +72,9 @@ fn login_frame(vin: &str, t_ms: i64) -> Frame {
 }
 
 fn logout_frame(vin: &str, t_ms: i64) -> Frame {
-    Message::Logout(Logout { time: tt(t_ms), serial: 1, extra: Bytes::new() }).to_frame(wire_vin(vin), 1).unwrap()
+    Message::Logout(Logout { time: tt(t_ms), serial: 1, extra: Bytes::new() })
+        .to_frame(wire_vin(vin), 1)
+        .unwrap()
 }
 
 async fn answer_within(t: &mut Terminal, secs: u64) -> Option<Option<Answer>> {
@@ -124,8 +130,11 @@ async fn lower_case_vin_terminal_is_not_locked_out_after_login() {
 async fn second_login_for_another_vin_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = server(dir.path()).await;
-    register(&s, vec![truck(VIN_A, proto::EmissionStage::ChinaVi), truck(VIN_B, proto::EmissionStage::ChinaVi)])
-        .await;
+    register(
+        &s,
+        vec![truck(VIN_A, proto::EmissionStage::ChinaVi), truck(VIN_B, proto::EmissionStage::ChinaVi)],
+    )
+    .await;
     let mut t = connect(&s).await;
     t.send(login_frame(VIN_A, T0)).await.unwrap();
     assert!(matches!(next_answer(&mut t).await, Some(Answer::Login { result: 0x01, .. })));
@@ -195,5 +204,240 @@ async fn bytes_received_keep_the_session_alive() {
     }
     assert!(matches!(next_answer(&mut t).await, Some(Answer::Report { .. })), "slow frame answered");
     assert_eq!(stored(&s, VIN_A, T0, T0 + 10_000).await, 1);
+    s.shutdown().await;
+}
+
+const VIN_C: &str = "LZZ5BLSJ3DA000403";
+const VIN_D: &str = "LZZ5BLSJ3DA000404";
+const MACHINE: &str = "MCE32010000012345";
+
+fn signature(seed: u8) -> Sm2Signature {
+    Sm2Signature { r: [seed; 32], s: [seed ^ 0xFF; 32] }
+}
+
+/// HJ layout: each of `n` engine bodies with its own collection time, one signature at the end.
+fn hj_report(vin: &str, t_ms: i64, n: i64) -> Frame {
+    let records = (0..n)
+        .map(|i| HjRecord { collected_at: tt(t_ms + i * 1000), body: InfoBody::DieselEngine(engine(1400)) })
+        .collect();
+    let report = HjReport { time: tt(t_ms + n * 1000), serial: 1, records, signature: Some(signature(7)) };
+    Message::RealTime(InfoReport::Hj1239(report)).to_frame(wire_vin(vin), 1).unwrap()
+}
+
+/// Signed-bodies layout (defect 1): time + serial, then type + body + signature, no body time.
+fn signed_report(vin: &str, t_ms: i64, n: u8) -> Frame {
+    let records = (0..n)
+        .map(|i| SignedRecord { body: InfoBody::DieselEngine(engine(1400)), signature: signature(i) })
+        .collect();
+    Message::RealTime(InfoReport::Signed(SignedReport { time: tt(t_ms), serial: 3, records }))
+        .to_frame(wire_vin(vin), 1)
+        .unwrap()
+}
+
+fn tilde(mut f: Frame) -> Frame {
+    f.marker = StartMarker::Tilde;
+    f.software_version = 6;
+    f
+}
+
+fn lon_lat() -> (u32, u32) {
+    (117_200_000, 31_300_000)
+}
+
+fn machinery_report(t_ms: i64, n: i64, body_times: bool) -> Frame {
+    let (longitude, latitude) = lon_lat();
+    let stream = MachineryStream {
+        engine: EngineData {
+            position_status: PositionStatus(0x01),
+            longitude: u32::MAX,
+            latitude: u32::MAX,
+            odometer: u32::MAX,
+            ..engine(1500)
+        },
+        egr_actual: 20_000,
+        egr_target: 24_000,
+    };
+    let mut records: Vec<MachineryRecord> = (0..n)
+        .map(|i| MachineryRecord {
+            collected_at: body_times.then(|| tt(t_ms + i * 1000)),
+            body: MachineryBody::Stream(stream),
+        })
+        .collect();
+    records.push(MachineryRecord {
+        collected_at: body_times.then(|| tt(t_ms)),
+        body: MachineryBody::Diagnostics(EmissionDiagnostics {
+            protocol: 3,
+            lamp: 0,
+            dtc_count: 0,
+            dtcs: vec![],
+        }),
+    });
+    let report = MachineryReport {
+        time: tt(t_ms),
+        serial: 1,
+        position_status: PositionStatus(0),
+        longitude,
+        latitude,
+        records,
+        signature: None,
+    };
+    Message::MachineryRealTime(report).to_frame(wire_vin(MACHINE), 1).unwrap()
+}
+
+fn alarm(t_ms: i64) -> TamperAlarm {
+    let (longitude, latitude) = lon_lat();
+    TamperAlarm {
+        time: tt(t_ms),
+        serial: 2,
+        position_status: PositionStatus(0),
+        longitude,
+        latitude,
+        extra: Bytes::new(),
+    }
+}
+
+fn machine() -> proto::Vehicle {
+    proto::Vehicle {
+        vin: MACHINE.into(),
+        kind: proto::VehicleKind::NonRoadMachine as i32,
+        machine_type: "excavator".into(),
+        fuel: proto::Fuel::Diesel as i32,
+        emission_stage: proto::EmissionStage::NonRoadIv as i32,
+        rated_power_kw: Some(118.0),
+        registration_code: "ZJ-HZ-2024-000777".into(),
+        city_code: "330100".into(),
+        ..Default::default()
+    }
+}
+
+/// The next frame the server sends, raw (to check its start marker).
+async fn next_frame(t: &mut Terminal) -> Frame {
+    match tokio::time::timeout(Duration::from_secs(20), t.next()).await.expect("answer in time") {
+        Some(Ok(Decoded::Frame(f))) => f,
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+/// Defect 1: the signed-bodies layout is decoded and stored (today: rejected by both layouts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_bodies_layout_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    register(&s, vec![truck(VIN_C, proto::EmissionStage::ChinaVi)]).await;
+    let mut t = logged_in(&s, VIN_C).await;
+    t.send(signed_report(VIN_C, T0, 3)).await.unwrap();
+    assert!(matches!(next_answer(&mut t).await, Some(Answer::Report { .. })));
+    let recs = s.store.records(Vin::parse(VIN_C).unwrap(), T0, T0 + 10_000, 100).await.unwrap();
+    assert_eq!(recs.len(), 3, "one record per engine body, consecutive seconds");
+    assert_eq!(recs[2].time_ms, T0 + 2000);
+    assert_eq!(recs[0].engine.unwrap().engine_speed_rpm, Some(1400.0));
+    s.shutdown().await;
+}
+
+/// Defect 2 and 9: one listener with its default configuration takes a mixed fleet at once:
+/// GB, HJ (signed) and signed-bodies trucks, a `~~` truck answered with `~~`, and a machine in
+/// the machinery layout (with and without per-body times); a truck tamper alarm 0x06 and a
+/// machinery removal alarm 0x05 become R4.removal_alarm violations with their position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_fleet_on_one_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    register(
+        &s,
+        vec![
+            truck(VIN_A, proto::EmissionStage::ChinaVi),
+            truck(VIN_B, proto::EmissionStage::ChinaVi),
+            truck(VIN_C, proto::EmissionStage::ChinaVi),
+            truck(VIN_D, proto::EmissionStage::ChinaVi),
+            machine(),
+        ],
+    )
+    .await;
+    let mut gb = logged_in(&s, VIN_A).await;
+    let mut hj = logged_in(&s, VIN_B).await;
+    let mut signed = logged_in(&s, VIN_C).await;
+    let mut tilde_t = connect(&s).await;
+    let mut machine_t = logged_in(&s, MACHINE).await;
+
+    tilde_t.send(tilde(login_frame(VIN_D, T0))).await.unwrap();
+    let f = next_frame(&mut tilde_t).await;
+    assert_eq!(f.marker, StartMarker::Tilde, "a ~~ terminal is answered with ~~");
+    assert!(matches!(Answer::decode(&f), Ok(Answer::Login { result: 0x01, .. })));
+
+    for k in 0..3i64 {
+        let t = T0 + k * 10_000;
+        gb.send(gb_report(VIN_A, t, 10)).await.unwrap();
+        hj.send(hj_report(VIN_B, t, 10)).await.unwrap();
+        signed.send(signed_report(VIN_C, t, 10)).await.unwrap();
+        tilde_t.send(tilde(hj_report(VIN_D, t, 10))).await.unwrap();
+        machine_t.send(machinery_report(t, 10, k % 2 == 1)).await.unwrap();
+    }
+    for (name, term) in [
+        ("gb", &mut gb),
+        ("hj", &mut hj),
+        ("signed", &mut signed),
+        ("tilde", &mut tilde_t),
+        ("machine", &mut machine_t),
+    ] {
+        for k in 0..3 {
+            let f = next_frame(term).await;
+            let expected = if name == "tilde" { StartMarker::Tilde } else { StartMarker::Hash };
+            assert_eq!(f.marker, expected, "{name} answer {k} marker");
+            assert!(matches!(Answer::decode(&f), Ok(Answer::Report { .. })), "{name} answer {k}");
+        }
+    }
+
+    // Alarms: the truck's 0x06 and the machine's 0x05 (its removal alarm, not a time calibration).
+    gb.send(Message::TamperAlarm(alarm(T0 + 40_000)).to_frame(wire_vin(VIN_A), 1).unwrap()).await.unwrap();
+    machine_t
+        .send(Message::RemovalAlarm(alarm(T0 + 41_000)).to_frame(wire_vin(MACHINE), 1).unwrap())
+        .await
+        .unwrap();
+    // Activation is for the national platform: counted, not answered; the link stays usable.
+    let activation = Activation {
+        time: tt(T0),
+        chip_id: [1; 16],
+        public_key: [2; 64],
+        vin: VIN_A.as_bytes().try_into().unwrap(),
+        signature: Bytes::from_static(&[0x20; 66]),
+    };
+    gb.send(Message::Activation(activation).to_frame(wire_vin(VIN_A), 1).unwrap()).await.unwrap();
+    gb.send(gb_report(VIN_A, T0 + 50_000, 1)).await.unwrap();
+    match next_answer(&mut gb).await {
+        Some(Answer::Report { time, .. }) => assert_eq!(time.epoch_millis_utc(), T0 + 50_000),
+        other => panic!("alarm/activation must not be answered; got {other:?}"),
+    }
+    // Logouts flush each terminal's pipeline work (answers only come once durable).
+    machine_t.send(logout_frame(MACHINE, T0 + 60_000)).await.unwrap();
+    assert!(matches!(next_answer(&mut machine_t).await, Some(Answer::Logout { .. })));
+
+    for vin in [VIN_A, VIN_B, VIN_C, VIN_D] {
+        assert_eq!(stored(&s, vin, T0, T0 + 30_000).await, 30, "{vin}: every record stored");
+    }
+    let machine_recs = s.store.records(Vin::parse(MACHINE).unwrap(), T0, T0 + 40_000, 100).await.unwrap();
+    assert_eq!(machine_recs.len(), 30, "machine: one record per stream body");
+    let r = &machine_recs[0];
+    assert_eq!(r.fix.map(|f| (f.lon, f.lat)), Some((117.2, 31.3)), "position from the report header");
+    assert_eq!(r.engine.unwrap().engine_speed_rpm, Some(1500.0));
+    assert!(machine_recs.iter().any(|r| r.obd.is_some()), "diagnostics body kept");
+
+    for (vin, at) in [(VIN_A, T0 + 40_000), (MACHINE, T0 + 41_000)] {
+        let v = s
+            .store
+            .violations(
+                &ViolationQuery { vin: Some(Vin::parse(vin).unwrap()), ..Default::default() },
+                None,
+                100,
+            )
+            .await
+            .unwrap();
+        let alarm = v
+            .violations
+            .iter()
+            .find(|v| v.rule == "R4.removal_alarm")
+            .unwrap_or_else(|| panic!("{vin}: {v:#?}"));
+        assert_eq!(alarm.started_ms, at);
+        assert_eq!(alarm.position.map(|p| (p.lon, p.lat)), Some((117.2, 31.3)));
+    }
     s.shutdown().await;
 }

@@ -6,13 +6,16 @@
 //! for the k-th engine body. UNVERIFIED: the reference does not say how a GB-layout report spreads
 //! several engine bodies over time; the interval is configurable (`hj1239.gb_body_interval_ms`).
 //! An OBD body joins the record of the engine body it follows (or the first one).
-use crate::hj1239::{self, InfoBody, InfoReport, MachineryReport};
+use crate::hj1239::{
+    self, EmissionDiagnostics, InfoBody, InfoReport, LampStatus, MachineryBody, MachineryReport, TamperAlarm,
+};
 use crate::model::{self, EngineStreamKind, Fix, MilStatus, ObdProtocol, TelemetryRecord, Vin};
+use crate::pipeline::TamperAlarmEvent;
 
 pub fn from_report(vin: Vin, report: &InfoReport, gb_body_interval_ms: i64) -> Vec<TelemetryRecord> {
     let mut out: Vec<TelemetryRecord> = Vec::new();
     let mut pending_obd: Option<model::ObdInfo> = None;
-    let gb = matches!(report, InfoReport::Gb17691(_));
+    let gb = report.shares_one_time();
     let mut engine_index = 0i64;
     for (collected, body) in report.bodies() {
         let base = collected.epoch_millis_utc();
@@ -70,18 +73,87 @@ pub fn from_report(vin: Vin, report: &InfoReport, gb_body_interval_ms: i64) -> V
     out
 }
 
-/// Machinery reports (HJ 1322, UNVERIFIED layout): the position from the header; the record
-/// bodies stay raw until their layout is confirmed.
-pub fn from_machinery(vin: Vin, report: &MachineryReport) -> TelemetryRecord {
-    let fix = report.position().map(|p| Fix { lon: p.longitude, lat: p.latitude, valid: true });
-    TelemetryRecord {
-        vin,
-        time_ms: report.time.epoch_millis_utc(),
-        fix,
-        engine: None,
-        obd: None,
-        opacity_k: None,
-        stream_kind: EngineStreamKind::Unknown,
+/// Machinery reports (HJ 1322): one record per data-stream body, at its collection time when the
+/// terminal sends per-body times, else at `report time + k × interval` as for GB-layout trucks;
+/// every record carries the header's position. A diagnostics body joins the record it precedes
+/// (or the last one). A report without a stream body is still one record (position, lamp, DTCs).
+/// Period statistics and EGR have no place in the record model yet: decoded, logged by the codec
+/// tests, not stored.
+pub fn from_machinery(vin: Vin, report: &MachineryReport, body_interval_ms: i64) -> Vec<TelemetryRecord> {
+    let (lon, lat) = report.coordinates_deg();
+    let fix = fix(report.position_status, lon, lat);
+    let base = report.time.epoch_millis_utc();
+    let mut out: Vec<TelemetryRecord> = Vec::new();
+    let mut pending_obd: Option<model::ObdInfo> = None;
+    for rec in &report.records {
+        match &rec.body {
+            MachineryBody::Stream(s) => {
+                let time_ms = rec
+                    .collected_at
+                    .map(|t| t.epoch_millis_utc())
+                    .unwrap_or(base + out.len() as i64 * body_interval_ms);
+                out.push(TelemetryRecord {
+                    fix,
+                    engine: Some(common_engine(&s.engine)),
+                    obd: pending_obd.take(),
+                    ..TelemetryRecord::bare(vin, time_ms)
+                });
+            }
+            MachineryBody::Diagnostics(d) => {
+                let obd = machinery_obd(d);
+                match out.last_mut() {
+                    Some(last) if last.obd.is_none() && pending_obd.is_none() => last.obd = Some(obd),
+                    _ => pending_obd = Some(obd),
+                }
+            }
+            MachineryBody::PeriodStatistics(_) => {}
+        }
+    }
+    if out.is_empty() || pending_obd.is_some() {
+        let time_ms = out.last().map_or(base, |r| r.time_ms + 1);
+        out.push(TelemetryRecord { fix, obd: pending_obd, ..TelemetryRecord::bare(vin, time_ms) });
+    }
+    out
+}
+
+/// The pipeline's view of a tamper/removal alarm frame.
+pub fn tamper_alarm(command: u8, a: &TamperAlarm) -> TamperAlarmEvent {
+    let (lon, lat) = a.coordinates_deg();
+    TamperAlarmEvent {
+        at_ms: a.time.epoch_millis_utc(),
+        fix: fix(a.position_status, lon, lat),
+        status: a.status_byte(),
+        command,
+        serial: a.serial,
+    }
+}
+
+fn common_engine(e: &hj1239::EngineData) -> model::EngineData {
+    model::EngineData { odometer_km: None, ..diesel(e) }
+}
+
+fn machinery_obd(d: &EmissionDiagnostics) -> model::ObdInfo {
+    model::ObdInfo {
+        protocol: obd_protocol(d.protocol),
+        // A flashing lamp is a lit lamp for R4.mil_on.
+        mil: match d.lamp_status() {
+            LampStatus::Off => MilStatus::Off,
+            LampStatus::On | LampStatus::Flashing => MilStatus::On,
+            LampStatus::Other(0xFE) => MilStatus::Invalid,
+            LampStatus::Other(_) => MilStatus::Unknown,
+        },
+        fault_codes: d.fault_codes().map(|c| c.iter().map(|d| u32::from_be_bytes(d.0)).collect()),
+        ..Default::default()
+    }
+}
+
+fn obd_protocol(b: u8) -> ObdProtocol {
+    match b {
+        0 => ObdProtocol::Iso15765,
+        1 => ObdProtocol::Iso27145,
+        2 => ObdProtocol::SaeJ1939,
+        0xFE => ObdProtocol::Invalid,
+        _ => ObdProtocol::Unknown,
     }
 }
 
@@ -120,13 +192,7 @@ fn ascii(b: &[u8]) -> String {
 
 fn obd(o: &hj1239::ObdInfo) -> model::ObdInfo {
     model::ObdInfo {
-        protocol: match o.protocol {
-            0 => ObdProtocol::Iso15765,
-            1 => ObdProtocol::Iso27145,
-            2 => ObdProtocol::SaeJ1939,
-            0xFE => ObdProtocol::Invalid,
-            _ => ObdProtocol::Unknown,
-        },
+        protocol: obd_protocol(o.protocol),
         mil: match o.mil_status {
             0 => MilStatus::Off,
             1 => MilStatus::On,

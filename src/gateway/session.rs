@@ -5,10 +5,10 @@
 //! before answering it. A terminal that never gets an answer keeps the data for reissue.
 use super::activity::{Activity, ActivityStream};
 use super::limits::FrameBudget;
-use super::{records, GatewayConfig};
+use super::{records, GatewayConfig, LayoutMemory};
 use crate::hj1239::{
-    command, Answer, BodyLayout, Decoded, Dialect, Frame, FrameCodec, InfoReport, Message, MessageError,
-    TerminalTime,
+    command, Answer, BodyLayout, Decoded, Dialect, Frame, FrameCodec, InfoReport, LayoutChoice, Message,
+    MessageError, TerminalTime,
 };
 use crate::model::{now_ms, TelemetryRecord, Vehicle, VehicleKind, Vin};
 use crate::pipeline::{Completion, Pipeline, SessionEvent};
@@ -37,6 +37,7 @@ pub(super) struct Session {
     cfg: Arc<GatewayConfig>,
     registry: Arc<Registry>,
     pipeline: Arc<Pipeline>,
+    layouts: Arc<LayoutMemory>,
     peer: SocketAddr,
 }
 
@@ -53,9 +54,10 @@ impl Session {
         cfg: Arc<GatewayConfig>,
         registry: Arc<Registry>,
         pipeline: Arc<Pipeline>,
+        layouts: Arc<LayoutMemory>,
         peer: SocketAddr,
     ) -> Self {
-        Session { cfg, registry, pipeline, peer }
+        Session { cfg, registry, pipeline, layouts, peer }
     }
 
     pub async fn run(self, socket: TcpStream, mut shutdown: watch::Receiver<bool>) {
@@ -161,19 +163,34 @@ impl Session {
     }
 
     async fn handle(&self, state: &mut State, frame: Frame) -> Step {
-        let layout: BodyLayout = self.cfg.layout.into();
-        let dialect = match state {
-            State::LoggedIn { dialect, .. } => *dialect,
-            State::AwaitingLogin => Dialect::Vehicle,
+        let (dialect, session_vin) = match state {
+            State::LoggedIn { dialect, vin, .. } => (*dialect, Some(*vin)),
+            State::AwaitingLogin => (Dialect::Vehicle, None),
+        };
+        let layout = match self.cfg.layout.fixed() {
+            Some(l) => LayoutChoice::Fixed(l),
+            None => LayoutChoice::Detect { prefer: session_vin.and_then(|v| self.layouts.get(&v)) },
         };
         let message = match Message::decode(&frame, layout, dialect) {
             Ok(m) => m,
             Err(e) => {
-                self.decode_error(&frame, &e);
+                self.decode_error(&frame, &e, layout, dialect);
                 return Step::Continue(vec![]);
             }
         };
+        if let (Some(vin), Message::RealTime(r) | Message::Reissue(r)) = (session_vin, &message) {
+            if let Some(previous) = self.layouts.learn(vin, r.layout()) {
+                tracing::info!(peer = %self.peer, %vin, layout = r.layout().name(), previous = previous.map(BodyLayout::name), "hj1239 terminal report layout learned");
+            }
+        }
         match (&*state, message) {
+            (_, Message::Activation(a)) => {
+                // Meant for the national platform, which answers with 0x08; a local platform
+                // only records that the terminal asked.
+                count_frame("activation");
+                tracing::info!(peer = %self.peer, vin = %frame.vin, request_vin = %crate::hj1239::Vin(a.vin), chip_id = %a.chip_id_hex(), time = ?a.time, "hj1239 activation request received (not answered: national platform's job)");
+                Step::Continue(vec![])
+            }
             (State::AwaitingLogin, Message::Login(_)) => self.login(state, &frame).await,
             (State::LoggedIn { vin, .. }, Message::Login(_)) => self.second_login(*vin, &frame).await,
             (State::AwaitingLogin, other) => {
@@ -216,7 +233,7 @@ impl Session {
             Dialect::Vehicle
         };
         metrics::counter!("smogwatch_hj1239_logins_total", "result" => "ok").increment(1);
-        tracing::info!(peer = %self.peer, %vin, ?dialect, layout = ?self.cfg.layout, "hj1239 terminal logged in");
+        tracing::info!(peer = %self.peer, %vin, ?dialect, layout = ?self.cfg.layout, remembered_layout = ?self.layouts.get(&vin).map(BodyLayout::name), "hj1239 terminal logged in");
         *state = State::LoggedIn { vin, vehicle, dialect };
         let answer = server_time().map(|t| Answer::login(t, true).reply_to(frame));
         match self.pipeline.session_event(vin, SessionEvent::Login, now_ms()).await {
@@ -252,8 +269,20 @@ impl Session {
             Message::Reissue(report) => self.report(vin, frame, &report, true).await,
             Message::MachineryRealTime(r) | Message::MachineryReissue(r) => {
                 let late = frame.command == command::REISSUE;
-                let rec = records::from_machinery(vin, &r);
-                self.submit(frame, vec![rec], late, r.time).await
+                let recs = records::from_machinery(vin, &r, self.cfg.gb_body_interval_ms);
+                self.submit(frame, recs, late, r.time).await
+            }
+            Message::TamperAlarm(a) | Message::RemovalAlarm(a) => {
+                count_frame("tamper_alarm");
+                let event = records::tamper_alarm(frame.command, &a);
+                tracing::warn!(peer = %self.peer, %vin, command = frame.command, status = a.status_byte(), serial = a.serial, position = ?a.position(), time = ?a.time, "hj1239 terminal tamper/removal alarm");
+                match self.pipeline.session_event(vin, SessionEvent::TamperAlarm(event), now_ms()).await {
+                    Ok(c) => Step::Continue(vec![Outbound::WhenDurable(c, None)]),
+                    Err(e) => {
+                        tracing::error!(peer = %self.peer, error = %e, "pipeline closed; dropping connection");
+                        Step::Close(vec![])
+                    }
+                }
             }
             Message::Logout(_) => {
                 count_frame("logout");
@@ -270,17 +299,12 @@ impl Session {
                     server_time().map(|t| Outbound::Now(Answer::time_calibration(t).reply_to(frame)));
                 Step::Continue(answer.into_iter().collect())
             }
-            Message::RemovalAlarm(data) => {
-                count_frame("removal_alarm");
-                tracing::warn!(peer = %self.peer, %vin, data = %hex_excerpt(&data), "machinery terminal removal alarm");
-                Step::Continue(vec![])
-            }
             Message::PlatformDefined { command, data } => {
                 count_frame("platform_defined");
                 tracing::debug!(peer = %self.peer, %vin, command, len = data.len(), "platform-defined frame passed through");
                 Step::Continue(vec![])
             }
-            Message::Login(_) => Step::Continue(vec![]),
+            Message::Login(_) | Message::Activation(_) => Step::Continue(vec![]),
         }
     }
 
@@ -321,14 +345,16 @@ impl Session {
         }
     }
 
-    fn decode_error(&self, frame: &Frame, e: &MessageError) {
+    /// A rejected frame is counted and logged with the layout and dialect tried, and gets no
+    /// answer (see ARCHITECTURE.md: an unanswered report is kept by the terminal for reissue).
+    fn decode_error(&self, frame: &Frame, e: &MessageError, layout: LayoutChoice, dialect: Dialect) {
         let kind = match e {
             MessageError::ReservedCommand { .. } => "reserved_command",
             MessageError::EncryptedFrameNoKey { .. } => "encrypted_no_key",
             _ => "undecodable",
         };
         count_frame(kind);
-        tracing::warn!(peer = %self.peer, vin = ?frame.vin.as_str(), command = frame.command, data = %hex_excerpt(&frame.data), "hj1239 frame rejected: {e}");
+        tracing::warn!(peer = %self.peer, vin = ?frame.vin.as_str(), command = frame.command, layout = layout.name(), ?dialect, data = %hex_excerpt(&frame.data), "hj1239 frame rejected: {e}");
     }
 }
 
@@ -344,7 +370,8 @@ fn kind(m: &Message) -> &'static str {
         Message::Reissue(_) | Message::MachineryReissue(_) => "reissue",
         Message::Logout(_) => "logout",
         Message::TimeCalibration => "time calibration",
-        Message::RemovalAlarm(_) => "removal alarm",
+        Message::RemovalAlarm(_) | Message::TamperAlarm(_) => "tamper alarm",
+        Message::Activation(_) => "activation",
         Message::PlatformDefined { .. } => "platform-defined",
     }
 }

@@ -136,7 +136,10 @@ pub enum FrameError {
     },
     /// A frame stayed incomplete longer than the stall timeout while other bytes kept arriving;
     /// scanning resumes after its start marker.
-    #[error("frame from {} stalled: need {needed} bytes, have {available} after {waited_ms} ms [{excerpt}]", vin_label(vin))]
+    #[error(
+        "frame from {} stalled: need {needed} bytes, have {available} after {waited_ms} ms [{excerpt}]",
+        vin_label(vin)
+    )]
     Stalled {
         /// Bytes the frame needs.
         needed: usize,
@@ -743,7 +746,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(30));
         // More bytes arrive (the decoder runs): the stalled frame goes, the rest is rescanned.
         buf.extend_from_slice(b"xx");
-        assert!(matches!(codec.decode(&mut buf).unwrap(), Some(Decoded::Dropped(FrameError::Stalled { .. }))));
+        assert!(matches!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Decoded::Dropped(FrameError::Stalled { .. }))
+        ));
         assert_eq!(codec.stats().stalled, 1);
         buf.extend_from_slice(&logout());
         let items = drain(&mut codec, &mut buf, false);

@@ -64,6 +64,7 @@
     )
 )]
 
+mod alarm;
 pub mod answer;
 mod codec;
 pub mod crypto;
@@ -79,6 +80,7 @@ pub mod report;
 pub mod signature;
 mod time;
 
+pub use alarm::{Activation, TamperAlarm};
 pub use answer::Answer;
 pub use codec::{CodecEncodeError, CodecStats, Decoded, FrameCodec, FrameError, DEFAULT_MAX_DATA_LEN};
 pub use crypto::{DecryptError, Decryptor, NoKeys};
@@ -86,9 +88,15 @@ pub use engine::{EngineData, GasEngineData, GeoPoint, PositionStatus};
 pub use error::MessageError;
 pub use frame::{bcc, Encryption, Frame, FrameEncodeError, StartMarker, Vin, ENCRYPTION_TABLE};
 pub use fuzz::fuzz_harness;
-pub use machinery::MachineryReport;
-pub use message::{command, Command, Dialect, Login, Logout, Message};
+pub use machinery::{
+    EmissionDiagnostics, LampStatus, MachineryBody, MachineryRecord, MachineryReport, MachineryStream,
+    PeriodStatistics,
+};
+pub use message::{command, Command, Dialect, LayoutChoice, Login, Logout, Message};
 pub use obd::{Dtc, ObdInfo};
-pub use report::{BodyLayout, GbRecord, GbReport, HjRecord, HjReport, InfoBody, InfoReport};
+pub use report::{
+    BodyLayout, GbRecord, GbReport, HjRecord, HjReport, InfoBody, InfoReport, SignedRecord, SignedReport,
+    DETECTION_ORDER,
+};
 pub use signature::Sm2Signature;
 pub use time::{decode_time_epoch_millis, decode_time_local, TerminalTime, TimeError};

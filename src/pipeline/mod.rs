@@ -82,11 +82,28 @@ enum WorkItem {
     Session { vin: Vin, event: SessionEvent, received_ms: TimestampMs, done: Done },
 }
 
-/// Terminal session events that rules care about (R5: a logged-out terminal is not "offline").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Terminal session events that rules care about (R5: a logged-out terminal is not "offline";
+/// R4: a terminal's own tamper/removal alarm).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SessionEvent {
     Login,
     Logout,
+    TamperAlarm(TamperAlarmEvent),
+}
+
+/// A tamper/removal alarm frame (HJ 1239 truck 0x06, machinery 0x05), as the gateway decoded it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TamperAlarmEvent {
+    /// Alarm time (terminal clock), epoch ms UTC.
+    pub at_ms: TimestampMs,
+    /// Where, when the terminal had a fix (an invalid fix is kept but never used as position).
+    pub fix: Option<crate::model::Fix>,
+    /// Status byte as sent.
+    pub status: u8,
+    /// Command byte it came with.
+    pub command: u8,
+    /// Alarm serial.
+    pub serial: u16,
 }
 
 /// Resolves when every part of a submitted batch is durable.

@@ -130,6 +130,8 @@ impl Worker {
         match event {
             SessionEvent::Login => self.detectors.on_login(state, received_ms),
             SessionEvent::Logout => self.detectors.on_logout(state, &vehicle, received_ms, &mut found),
+            SessionEvent::TamperAlarm(alarm) => found
+                .extend(crate::detect::tamper::removal_alarm_violations(vin, &vehicle, &alarm, received_ms)),
         }
         batch.violations.extend(found.into_iter().map(ViolationWrite::Upsert));
         batch.states.push((vin, state.encode()));
