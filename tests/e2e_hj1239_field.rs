@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use common::*;
 use futures::{SinkExt, StreamExt};
 use smogwatch::hj1239::{
-    Activation, Answer, Decoded, EmissionDiagnostics, EngineData, Frame, FrameCodec, GbRecord, GbReport,
+    Activation, Answer, Decoded, Dtc, EmissionDiagnostics, EngineData, Frame, FrameCodec, GbRecord, GbReport,
     HjRecord, HjReport, InfoBody, InfoReport, Login, Logout, MachineryBody, MachineryRecord, MachineryReport,
-    MachineryStream, Message, PositionStatus, SignedRecord, SignedReport, Sm2Signature, StartMarker,
+    MachineryStream, Message, ObdInfo, PositionStatus, SignedRecord, SignedReport, Sm2Signature, StartMarker,
     TamperAlarm, TerminalTime, Vin as WireVin,
 };
 use smogwatch::model::Vin;
@@ -439,5 +439,102 @@ async fn mixed_fleet_on_one_listener() {
         assert_eq!(alarm.started_ms, at);
         assert_eq!(alarm.position.map(|p| (p.lon, p.lat)), Some((117.2, 31.3)));
     }
+    s.shutdown().await;
+}
+
+fn obd(protocol: u8, cvn: [u8; 18], faults: Vec<Dtc>) -> ObdInfo {
+    ObdInfo {
+        protocol,
+        mil_status: 0,
+        diagnostic_support: 0,
+        diagnostic_readiness: 0,
+        ecu_vin: wire_vin(VIN_A),
+        calibration_id: *b"CAL-ID-1234\0\0\0\0\0\0\0",
+        cvn,
+        iupr: [0; 18],
+        fault_count: faults.len() as u8,
+        faults,
+    }
+}
+
+fn obd_report(t_ms: i64, o: ObdInfo) -> Frame {
+    let records = vec![
+        GbRecord { serial: 1, body: InfoBody::DieselEngine(engine(1400)) },
+        GbRecord { serial: 2, body: InfoBody::Obd(o) },
+    ];
+    Message::RealTime(InfoReport::Gb17691(GbReport { time: tt(t_ms), records }))
+        .to_frame(wire_vin(VIN_A), 1)
+        .unwrap()
+}
+
+fn binary_cvn(b: [u8; 4]) -> [u8; 18] {
+    let mut cvn = [0u8; 18];
+    cvn[..4].copy_from_slice(&b);
+    cvn
+}
+
+/// Defect 5: a CVN sent as 4 binary bytes + zero padding is kept readable (hex), and a change of
+/// it is found by R4.cvn_changed (today: stored as U+FFFD and treated as absent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_cvn_is_kept_and_its_change_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    register(&s, vec![truck(VIN_A, proto::EmissionStage::ChinaVi)]).await;
+    let mut t = logged_in(&s, VIN_A).await;
+    t.send(obd_report(T0, obd(2, binary_cvn([0x9A, 0x2B, 0x3C, 0x4D]), vec![]))).await.unwrap();
+    t.send(obd_report(T0 + 30_000, obd(2, binary_cvn([0xDE, 0xAD, 0xBE, 0xEF]), vec![]))).await.unwrap();
+    for _ in 0..2 {
+        assert!(matches!(next_answer(&mut t).await, Some(Answer::Report { .. })));
+    }
+    let recs = s.store.records(Vin::parse(VIN_A).unwrap(), T0, T0 + 60_000, 10).await.unwrap();
+    let cvns: Vec<&str> = recs.iter().filter_map(|r| r.obd.as_ref()).map(|o| o.cvn.as_str()).collect();
+    assert_eq!(cvns, ["9A2B3C4D", "DEADBEEF"]);
+    assert_eq!(recs[0].obd.as_ref().unwrap().software_calibration_id, "CAL-ID-1234");
+    let v = s
+        .store
+        .violations(
+            &ViolationQuery { vin: Some(Vin::parse(VIN_A).unwrap()), ..Default::default() },
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+    let change = v.violations.iter().find(|v| v.rule == "R4.cvn_changed").expect("CVN change found");
+    assert_eq!(change.evidence["old_cvn"], "9A2B3C4D");
+    assert_eq!(change.evidence["new_cvn"], "DEADBEEF");
+    s.shutdown().await;
+}
+
+/// Defect 7: an ISO 27145 terminal's 3-byte DTC + status is stored raw and served readable
+/// (P2047), a J1939 terminal's as SPN/FMI (today: every DTC was read as J1939).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_codes_are_read_by_obd_protocol() {
+    use smogwatch::proto::violations_client::ViolationsClient;
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    register(&s, vec![truck(VIN_A, proto::EmissionStage::ChinaVi)]).await;
+    let mut t = logged_in(&s, VIN_A).await;
+    let zero = binary_cvn([0; 4]);
+    t.send(obd_report(T0, obd(1, zero, vec![Dtc([0x20, 0x47, 0x1C, 0x08])]))).await.unwrap();
+    t.send(obd_report(T0 + 30_000, obd(2, zero, vec![Dtc([0x9A, 0x0C, 0x02, 0x01])]))).await.unwrap();
+    for _ in 0..2 {
+        assert!(matches!(next_answer(&mut t).await, Some(Answer::Report { .. })));
+    }
+    let track = ViolationsClient::new(channel(&s).await)
+        .get_track(proto::GetTrackRequest {
+            vin: VIN_A.into(),
+            from_ms: T0,
+            to_ms: T0 + 60_000,
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let obds: Vec<&proto::ObdInfo> = track.records.iter().filter_map(|r| r.obd.as_ref()).collect();
+    assert_eq!(obds.len(), 2);
+    assert_eq!(obds[0].fault_codes, vec![0x2047_1C08], "raw kept");
+    assert_eq!(obds[0].fault_codes_readable, vec!["P2047-1C status 0x08".to_string()]);
+    assert_eq!(obds[1].fault_codes_readable, vec!["SPN 3226 FMI 2 OC 1".to_string()]);
     s.shutdown().await;
 }

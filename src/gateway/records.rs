@@ -186,6 +186,26 @@ fn diesel(e: &hj1239::EngineData) -> model::EngineData {
     }
 }
 
+/// Shortest binary CVN shown (the CVN is a 4-byte checksum in ISO 15031 / J1979; terminals send
+/// it as 4 binary bytes plus zero padding, others as ASCII). UNVERIFIED for calibration IDs.
+const BINARY_ID_MIN_LEN: usize = 4;
+
+/// A calibration ID or CVN as text: the printable ASCII without its padding, or, when any byte is
+/// not printable, upper-case hex of the bytes (trailing zero padding removed, at least
+/// [`BINARY_ID_MIN_LEN`] bytes). Lossless for binary CVNs, so R4 can compare them; empty when the
+/// field is only padding.
+pub fn calibration_text(raw: &[u8]) -> String {
+    let is_pad = |b: &u8| matches!(b, 0x00 | b' ' | 0xFF);
+    let Some(last) = raw.iter().rposition(|b| !is_pad(b)) else { return String::new() };
+    let content = raw.get(..=last).unwrap_or(raw);
+    if content.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        return String::from_utf8_lossy(content).trim().to_string();
+    }
+    let zero_trimmed = raw.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let shown = raw.get(..zero_trimmed.max(BINARY_ID_MIN_LEN)).unwrap_or(raw);
+    hex::encode_upper(shown)
+}
+
 fn ascii(b: &[u8]) -> String {
     String::from_utf8_lossy(b).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()
 }
@@ -202,10 +222,31 @@ fn obd(o: &hj1239::ObdInfo) -> model::ObdInfo {
         diag_support_status: Some(o.diagnostic_support),
         diag_readiness_status: Some(o.diagnostic_readiness),
         ecu_vin: ascii(&o.ecu_vin.0),
-        software_calibration_id: ascii(&o.calibration_id),
-        cvn: ascii(&o.cvn),
+        software_calibration_id: calibration_text(&o.calibration_id),
+        cvn: calibration_text(&o.cvn),
         iupr: o.iupr.to_vec(),
         fault_codes: (o.fault_count < hj1239::obd::FAULT_COUNT_INVALID_FIRST)
             .then(|| o.faults.iter().map(|d| u32::from_be_bytes(d.0)).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_ids_and_cvns_as_text_or_hex() {
+        let mut binary = [0u8; 18];
+        binary[..4].copy_from_slice(&[0x9A, 0x2B, 0x3C, 0x00]);
+        assert_eq!(calibration_text(&binary), "9A2B3C00");
+        let mut ascii = [0u8; 18];
+        ascii[..8].copy_from_slice(b"1A2B3C4D");
+        assert_eq!(calibration_text(&ascii), "1A2B3C4D");
+        assert_eq!(calibration_text(b"CAL-ID-1234       "), "CAL-ID-1234");
+        assert_eq!(calibration_text(&[0u8; 18]), "");
+        assert_eq!(calibration_text(&[0xFF; 18]), "");
+        let mut long = [0u8; 18];
+        long[..6].copy_from_slice(&[0x01, 0x02, 0x03, 0x04, 0x05, 0x06]);
+        assert_eq!(calibration_text(&long), "010203040506");
     }
 }

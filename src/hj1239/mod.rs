@@ -93,7 +93,7 @@ pub use machinery::{
     PeriodStatistics,
 };
 pub use message::{command, Command, Dialect, LayoutChoice, Login, Logout, Message};
-pub use obd::{Dtc, ObdInfo};
+pub use obd::{Dtc, DtcReading, ObdInfo};
 pub use report::{
     BodyLayout, GbRecord, GbReport, HjRecord, HjReport, InfoBody, InfoReport, SignedRecord, SignedReport,
     DETECTION_ORDER,
