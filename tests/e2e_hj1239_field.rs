@@ -538,3 +538,46 @@ async fn fault_codes_are_read_by_obd_protocol() {
     assert_eq!(obds[1].fault_codes_readable, vec!["SPN 3226 FMI 2 OC 1".to_string()]);
     s.shutdown().await;
 }
+
+/// Defect 6: a resend of a held time with different values keeps the first record and is counted
+/// apart from true duplicates: in the gRPC ack, and as a clock-fault flag on the vehicle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_resends_are_counted_apart_from_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    register(&s, vec![truck(VIN_A, proto::EmissionStage::ChinaVi)]).await;
+    let ch = channel(&s).await;
+    let recs = |nox: f64| (0..10).map(|i| record(VIN_A, T0 + i * 1000, 120.2, 30.3, nox)).collect::<Vec<_>>();
+    let ack = |recs, seq| {
+        let ch = ch.clone();
+        async move { stream_batches(ch, batches(recs, seq, false)).await.remove(0) }
+    };
+    let first = ack(recs(60.0), 1).await;
+    assert_eq!((first.accepted, first.duplicates, first.conflicts), (10, 0, 0));
+    let clashing = ack(recs(61.0), 2).await;
+    assert_eq!((clashing.accepted, clashing.duplicates, clashing.conflicts), (10, 0, 10), "{clashing:?}");
+    let resent = ack(recs(60.0), 3).await;
+    assert_eq!((resent.accepted, resent.duplicates, resent.conflicts), (10, 10, 0), "{resent:?}");
+    // Two different records for one time in a single batch: the first sent is kept.
+    let same_batch = ack(
+        vec![record(VIN_A, T0 + 20_000, 120.2, 30.3, 70.0), record(VIN_A, T0 + 20_000, 120.2, 30.3, 71.0)],
+        4,
+    )
+    .await;
+    assert_eq!((same_batch.accepted, same_batch.duplicates, same_batch.conflicts), (2, 0, 1));
+
+    let vin = Vin::parse(VIN_A).unwrap();
+    let stored = s.store.records(vin, T0, T0 + 30_000, 100).await.unwrap();
+    assert_eq!(stored.len(), 11);
+    assert!(
+        stored[..10].iter().all(|r| r.engine.unwrap().scr_downstream_nox_ppm == Some(60.0)),
+        "first kept"
+    );
+    assert_eq!(stored[10].engine.unwrap().scr_downstream_nox_ppm, Some(70.0));
+    let flags = s.store.documents(smogwatch::pipeline::DATA_QUALITY_DOC).await.unwrap();
+    let (id, body) = flags.iter().find(|(id, _)| id == VIN_A).expect("vehicle flagged");
+    let flag: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(id, VIN_A);
+    assert_eq!(flag["clock_fault"], true);
+    s.shutdown().await;
+}

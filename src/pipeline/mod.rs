@@ -64,16 +64,23 @@ pub enum PipelineError {
 pub struct Outcome {
     /// Records stored (new).
     pub stored: u32,
-    /// Records that repeated data already stored (same VIN and time).
+    /// Records that repeated data already stored (same VIN, time and values).
     pub duplicates: u32,
+    /// Records whose VIN and time were already held by a record with different values: the
+    /// first is kept, these are acknowledged but not stored (a terminal clock fault).
+    pub conflicts: u32,
 }
 
 impl Outcome {
     fn add(&mut self, o: Outcome) {
         self.stored += o.stored;
         self.duplicates += o.duplicates;
+        self.conflicts += o.conflicts;
     }
 }
+
+/// Document kind of the per-vehicle data-quality flags (`Store::documents`), keyed by VIN.
+pub const DATA_QUALITY_DOC: &str = "data_quality";
 
 type Done = oneshot::Sender<Result<Outcome, PipelineError>>;
 
