@@ -581,3 +581,21 @@ async fn conflicting_resends_are_counted_apart_from_duplicates() {
     assert_eq!(flag["clock_fault"], true);
     s.shutdown().await;
 }
+
+/// Defect 10: a connection that never logs in is closed and counted as `login_timeout`, not `idle`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_timeout_is_counted_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_with(dir.path(), |c| c.hj1239.login_timeout_s = 1).await;
+    let mut t = connect(&s).await;
+    assert!(matches!(answer_within(&mut t, 10).await, Some(None)), "closed without an answer");
+    let (status, _, body) = http(s.http_addr, "GET", "/metrics", None, None).await;
+    assert!(status.is_success());
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("smogwatch_hj1239_sessions_closed_total{reason=\"login_timeout\"}")),
+        "{text}"
+    );
+    s.shutdown().await;
+}

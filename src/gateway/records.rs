@@ -1,11 +1,13 @@
 //! HJ 1239 info reports → domain telemetry records.
 //!
 //! HJ layout: every body carries its own collection time, one record per time.
-//! GB 17691 layout: one report time for all bodies. A report with several engine-stream bodies
+//! GB 17691 and signed-bodies layouts: one report time for all bodies. A report with several engine-stream bodies
 //! (a terminal batching 10 s of 1 Hz data) gets consecutive times `report time + k × interval`
 //! for the k-th engine body. UNVERIFIED: the reference does not say how a GB-layout report spreads
 //! several engine bodies over time; the interval is configurable (`hj1239.gb_body_interval_ms`).
-//! An OBD body joins the record of the engine body it follows (or the first one).
+//! An OBD body joins the record of the engine body it follows (or the next one); the pipeline keeps
+//! the first of two same-time records, so an OBD body must never become a record of its own at a
+//! time an engine record already holds.
 use crate::hj1239::{
     self, EmissionDiagnostics, InfoBody, InfoReport, LampStatus, MachineryBody, MachineryReport, TamperAlarm,
 };
@@ -23,9 +25,14 @@ pub fn from_report(vin: Vin, report: &InfoReport, gb_body_interval_ms: i64) -> V
         match body {
             InfoBody::Obd(o) => {
                 let obd = obd(o);
-                // Attach to the current record if it has the same time, else hold for the next.
+                // Attach to the engine record it follows (GB: shared report time, so the previous
+                // engine body's spread time; HJ: same collection time), else hold for the next.
+                // A standalone OBD record at a time an engine record already holds would be a
+                // same-time conflict and be dropped.
                 match out.last_mut() {
-                    Some(last) if last.time_ms == time_ms && last.obd.is_none() => last.obd = Some(obd),
+                    Some(last) if (gb || last.time_ms == time_ms) && last.obd.is_none() => {
+                        last.obd = Some(obd)
+                    }
                     _ => pending_obd = Some(obd),
                 }
             }
@@ -66,9 +73,14 @@ pub fn from_report(vin: Vin, report: &InfoReport, gb_body_interval_ms: i64) -> V
         }
     }
     if let Some(obd) = pending_obd {
-        // An OBD-only report is still a record (R4 reads MIL, ECU VIN and CVN from it).
+        // An OBD-only report is still a record (R4 reads MIL, ECU VIN and CVN from it). If a
+        // record already holds the report time, the OBD body joins it rather than clash with it.
         let time_ms = report.time().epoch_millis_utc();
-        out.push(TelemetryRecord { obd: Some(obd), ..TelemetryRecord::bare(vin, time_ms) });
+        match out.iter_mut().find(|r| r.time_ms == time_ms) {
+            Some(held) if held.obd.is_none() => held.obd = Some(obd),
+            Some(_) => tracing::debug!(%vin, time_ms, "second OBD body for one record time dropped"),
+            None => out.push(TelemetryRecord { obd: Some(obd), ..TelemetryRecord::bare(vin, time_ms) }),
+        }
     }
     out
 }
@@ -233,6 +245,34 @@ fn obd(o: &hj1239::ObdInfo) -> model::ObdInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gb_obd_body_after_an_engine_body_joins_its_record() {
+        let t = hj1239::TerminalTime::from_bytes([0x18, 0x03, 0x0F, 0x08, 0x1E, 0x0A]).unwrap();
+        let o = hj1239::ObdInfo {
+            protocol: 2,
+            mil_status: 1,
+            diagnostic_support: 0,
+            diagnostic_readiness: 0,
+            ecu_vin: hj1239::Vin([b'A'; 17]),
+            calibration_id: [0; 18],
+            cvn: [0; 18],
+            iupr: [0; 18],
+            fault_count: 0,
+            faults: vec![],
+        };
+        let report = InfoReport::Gb17691(hj1239::GbReport {
+            time: t,
+            records: vec![
+                hj1239::GbRecord { serial: 1, body: InfoBody::DieselEngine(hj1239::EngineData::default()) },
+                hj1239::GbRecord { serial: 2, body: InfoBody::Obd(o) },
+            ],
+        });
+        let vin = Vin::parse("LZZ5BLSJ3DA000401").unwrap();
+        let recs = from_report(vin, &report, 1000);
+        assert_eq!(recs.len(), 1, "one record, no same-time OBD-only record to clash with it");
+        assert_eq!(recs[0].obd.as_ref().map(|o| o.mil), Some(MilStatus::On));
+    }
 
     #[test]
     fn calibration_ids_and_cvns_as_text_or_hex() {

@@ -49,7 +49,8 @@
 //! Values the reference marks UNVERIFIED live behind one const/table each, labelled UNVERIFIED:
 //! the non-GB encryption mapping ([`ENCRYPTION_TABLE`]), sentinels ([`engine::sentinel`]), the
 //! 0x80 body length ([`report::body_type`]), the gas-engine tail, the login/logout answer body
-//! ([`answer`]), DTC byte order ([`obd::Dtc`]), and the whole machinery layout ([`machinery`]).
+//! ([`answer`]), DTC byte orders ([`obd::Dtc`], [`obd::THREE_BYTE_DTC_PROTOCOLS`]), layout
+//! detection order ([`DETECTION_ORDER`]), and the machinery details ([`machinery`]).
 
 // Input comes from untrusted terminals: no unsafe, and no panicking shortcuts outside tests.
 #![forbid(unsafe_code)]
