@@ -82,8 +82,9 @@ pub enum Dialect {
     /// Heavy-duty vehicles (GB 17691 / HJ 1239): 0x05 is time calibration.
     #[default]
     Vehicle,
-    /// Non-road machinery (HJ 1322, UNVERIFIED): 0x02/0x03 use the machinery header
-    /// ([`MachineryReport`]) and 0x05 is the removal (tamper) alarm, kept raw.
+    /// Non-road machinery (HJ 1322): 0x02/0x03 in the machinery layout ([`MachineryReport`]),
+    /// falling back to the truck layouts (machine terminals on truck firmware), and 0x05 is the
+    /// removal (tamper) alarm.
     Machinery,
 }
 
@@ -189,6 +190,37 @@ pub enum Message {
     },
 }
 
+/// A machine's report in the machinery layout, or (some machine terminals run truck firmware)
+/// in a truck layout.
+enum MachineReport {
+    Machinery(MachineryReport),
+    Truck(InfoReport),
+}
+
+impl MachineReport {
+    fn either(
+        self,
+        m: impl FnOnce(MachineryReport) -> Message,
+        t: impl FnOnce(InfoReport) -> Message,
+    ) -> Message {
+        match self {
+            MachineReport::Machinery(r) => m(r),
+            MachineReport::Truck(r) => t(r),
+        }
+    }
+}
+
+/// The machinery layout first, then the truck layout choice; the error names both attempts.
+fn machinery_or_truck(data: &[u8], layout: LayoutChoice) -> Result<MachineReport, MessageError> {
+    let machinery_err = match MachineryReport::decode(data) {
+        Ok(r) => return Ok(MachineReport::Machinery(r)),
+        Err(e) => e,
+    };
+    layout.report(data).map(MachineReport::Truck).map_err(|truck_err| MessageError::NoLayoutFits {
+        tried: format!("machinery: {machinery_err}; {}: {truck_err}", layout.name()),
+    })
+}
+
 impl Message {
     /// Decodes an unencrypted frame. Encrypted frames fail with
     /// [`MessageError::EncryptedFrameNoKey`]; use [`Message::decode_with`] to supply keys.
@@ -241,12 +273,10 @@ impl Message {
             }
             (Command::RealTime, Dialect::Vehicle) => layout.report(data).map(Message::RealTime),
             (Command::Reissue, Dialect::Vehicle) => layout.report(data).map(Message::Reissue),
-            (Command::RealTime, Dialect::Machinery) => {
-                MachineryReport::decode(data).map(Message::MachineryRealTime)
-            }
-            (Command::Reissue, Dialect::Machinery) => {
-                MachineryReport::decode(data).map(Message::MachineryReissue)
-            }
+            (Command::RealTime, Dialect::Machinery) => machinery_or_truck(data, layout)
+                .map(|r| r.either(Message::MachineryRealTime, Message::RealTime)),
+            (Command::Reissue, Dialect::Machinery) => machinery_or_truck(data, layout)
+                .map(|r| r.either(Message::MachineryReissue, Message::Reissue)),
             (Command::TimeCalibration, Dialect::Vehicle) => {
                 Reader::new(data).finish("time calibration request")?;
                 Ok(Message::TimeCalibration)
@@ -385,6 +415,20 @@ mod tests {
         };
         assert_eq!(a.serial, 3);
         assert!(a.position().is_none(), "status bit0 set: fix invalid");
+    }
+
+    #[test]
+    fn machine_on_truck_firmware_falls_back_to_the_truck_layouts() {
+        // HJ truck layout: send time + serial, one hybrid body with its collection time.
+        let mut data = vec![0x18, 0x03, 0x0F, 0x08, 0x1E, 0x0A, 0x00, 0x01, 0x04];
+        data.extend([0x18, 0x03, 0x0F, 0x08, 0x1E, 0x09]);
+        data.extend([1, 2, 3, 4, 5, 6, 7, 8]);
+        let f = frame(0x02, &data);
+        let m = Message::decode(&f, LayoutChoice::Detect { prefer: None }, Dialect::Machinery).unwrap();
+        assert!(matches!(m, Message::RealTime(InfoReport::Hj1239(_))));
+        let e =
+            Message::decode(&frame(0x02, &data[..12]), BodyLayout::Hj1239, Dialect::Machinery).unwrap_err();
+        assert!(e.to_string().contains("machinery: ") && e.to_string().contains("hj1239: "), "{e}");
     }
 
     #[test]
