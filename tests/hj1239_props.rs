@@ -4,9 +4,11 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use smogwatch::hj1239::{
-    fuzz_harness, BodyLayout, Decoded, Dialect, Dtc, EngineData, Frame, FrameCodec, GasEngineData, GbRecord,
-    GbReport, HjRecord, HjReport, InfoBody, InfoReport, Login, Logout, MachineryReport, Message, ObdInfo,
-    PositionStatus, Sm2Signature, TerminalTime, Vin,
+    fuzz_harness, Activation, BodyLayout, Decoded, Dialect, Dtc, EmissionDiagnostics, EngineData, Frame,
+    FrameCodec, GasEngineData, GbRecord, GbReport, HjRecord, HjReport, InfoBody, InfoReport, LayoutChoice,
+    Login, Logout, MachineryBody, MachineryRecord, MachineryReport, MachineryStream, Message, ObdInfo,
+    PeriodStatistics, PositionStatus, SignedRecord, SignedReport, Sm2Signature, TamperAlarm, TerminalTime,
+    Vin,
 };
 use tokio_util::codec::Decoder;
 
@@ -143,7 +145,77 @@ fn arb_report() -> impl Strategy<Value = InfoReport> {
                     signature,
                 })
             }),
+        (arb_time(), any::<u16>(), prop::collection::vec((arb_body(), arb_signature()), 0..4)).prop_map(
+            |(time, serial, recs)| {
+                InfoReport::Signed(SignedReport {
+                    time,
+                    serial,
+                    records: recs
+                        .into_iter()
+                        .map(|(body, signature)| SignedRecord { body, signature })
+                        .collect(),
+                })
+            }
+        ),
     ]
+}
+
+fn arb_signature() -> impl Strategy<Value = Sm2Signature> {
+    (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(r, s)| Sm2Signature { r, s })
+}
+
+fn arb_machinery_body() -> impl Strategy<Value = MachineryBody> {
+    prop_oneof![
+        (any::<u8>(), any::<u8>(), prop::collection::vec(any::<[u8; 4]>(), 0..4)).prop_map(
+            |(protocol, lamp, d)| {
+                MachineryBody::Diagnostics(EmissionDiagnostics {
+                    protocol,
+                    lamp,
+                    dtc_count: d.len() as u8,
+                    dtcs: d.into_iter().map(Dtc).collect(),
+                })
+            }
+        ),
+        (arb_engine(), any::<u16>(), any::<u16>()).prop_map(|(e, a, t)| {
+            let engine = EngineData {
+                position_status: PositionStatus(0x01),
+                longitude: u32::MAX,
+                latitude: u32::MAX,
+                odometer: u32::MAX,
+                ..e
+            };
+            MachineryBody::Stream(MachineryStream { engine, egr_actual: a, egr_target: t })
+        }),
+        (arb_time(), any::<[u16; 8]>(), any::<[u8; 3]>()).prop_map(|(t, w, b)| {
+            MachineryBody::PeriodStatistics(PeriodStatistics {
+                collected_at: t,
+                reference_torque: w[0],
+                average_power: w[1],
+                nox_upstream_avg: w[2],
+                nox_downstream_avg: w[3],
+                nox_mass_flow_upstream: b[0],
+                nox_mass_flow_downstream: b[1],
+                scr_inlet_avg: w[4],
+                scr_outlet_avg: w[5],
+                fuel_flow_avg: w[6],
+                period: w[7],
+                valid_ratio: b[2],
+            })
+        }),
+    ]
+}
+
+fn arb_alarm() -> impl Strategy<Value = TamperAlarm> {
+    (arb_time(), any::<u16>(), any::<u8>(), any::<u32>(), any::<u32>(), arb_bytes(2)).prop_map(
+        |(time, serial, st, longitude, latitude, extra)| TamperAlarm {
+            time,
+            serial,
+            position_status: PositionStatus(st),
+            longitude,
+            latitude,
+            extra,
+        },
+    )
 }
 
 fn arb_bytes(max: usize) -> impl Strategy<Value = Bytes> {
@@ -151,15 +223,31 @@ fn arb_bytes(max: usize) -> impl Strategy<Value = Bytes> {
 }
 
 fn arb_machinery() -> impl Strategy<Value = MachineryReport> {
-    (arb_time(), any::<u8>(), any::<u32>(), any::<u32>(), arb_bytes(64)).prop_map(
-        |(time, st, lon, lat, records)| MachineryReport {
+    (
+        arb_time(),
+        any::<u16>(),
+        any::<u8>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<bool>(),
+        prop::collection::vec((arb_time(), arb_machinery_body()), 0..4),
+        prop::option::of(arb_signature()),
+    )
+        .prop_map(|(time, serial, st, lon, lat, timed, bodies, signature)| MachineryReport {
             time,
+            serial,
             position_status: PositionStatus(st),
             longitude: lon,
             latitude: lat,
-            records,
-        },
-    )
+            records: bodies
+                .into_iter()
+                .map(|(t, body)| {
+                    let own_time = matches!(body, MachineryBody::PeriodStatistics(_));
+                    MachineryRecord { collected_at: (timed && !own_time).then_some(t), body }
+                })
+                .collect(),
+            signature,
+        })
 }
 
 fn arb_message() -> impl Strategy<Value = Message> {
@@ -176,7 +264,22 @@ fn arb_message() -> impl Strategy<Value = Message> {
         Just(Message::TimeCalibration),
         arb_machinery().prop_map(Message::MachineryRealTime),
         arb_machinery().prop_map(Message::MachineryReissue),
-        arb_bytes(16).prop_map(Message::RemovalAlarm),
+        arb_alarm().prop_map(Message::RemovalAlarm),
+        arb_alarm().prop_map(Message::TamperAlarm),
+        (
+            arb_time(),
+            any::<[u8; 16]>(),
+            prop::collection::vec(any::<u8>(), 64),
+            any::<[u8; 17]>(),
+            arb_bytes(66)
+        )
+            .prop_map(|(time, chip_id, key, vin, signature)| Message::Activation(Activation {
+                time,
+                chip_id,
+                public_key: key.try_into().unwrap(),
+                vin,
+                signature
+            })),
         (0x80u8..=0xFE, arb_bytes(64)).prop_map(|(command, data)| Message::PlatformDefined { command, data }),
     ]
 }
@@ -248,6 +351,21 @@ proptest! {
         let back = Message::decode(&frames[0], layout, dialect).expect("decodes");
         prop_assert_eq!(&back, &m);
         prop_assert_eq!(back.encode_data().unwrap(), frames[0].data.clone());
+    }
+
+    #[test]
+    fn detection_reads_every_layout_back(report in arb_report()) {
+        let mut data = BytesMut::new();
+        report.encode(&mut data).unwrap();
+        // The layout a terminal used before is tried first: it always reads its own reports.
+        prop_assert_eq!(&InfoReport::detect(&data, Some(report.layout())).unwrap(), &report);
+        // Without a hint some layout fits, and whatever it reads re-encodes to the same bytes.
+        let detected = InfoReport::detect(&data, None).unwrap();
+        let mut again = BytesMut::new();
+        detected.encode(&mut again).unwrap();
+        prop_assert_eq!(&again[..], &data[..]);
+        let m = Message::decode_data(0x02, &data.freeze(), LayoutChoice::Detect { prefer: None }, Dialect::Vehicle);
+        prop_assert!(m.is_ok());
     }
 
     #[test]

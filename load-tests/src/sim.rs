@@ -179,6 +179,7 @@ impl VehicleSim {
             iupr: vec![100; 18],
             fault_codes: vec![],
             fault_codes_valid: true,
+            fault_codes_readable: vec![],
         }
     }
 

@@ -52,6 +52,8 @@ pub const RULE_DPF: &str = "R4.dpf_bypass";
 pub const RULE_MIL: &str = "R4.mil_on";
 pub const RULE_ECU_VIN: &str = "R4.ecu_vin_mismatch";
 pub const RULE_CVN: &str = "R4.cvn_changed";
+/// The terminal itself reported being removed or tampered with (truck 0x06, machinery 0x05).
+pub const RULE_REMOVAL_ALARM: &str = "R4.removal_alarm";
 
 /// Longest OBD text kept in state (ECU VIN 17, CVN 18 characters by the protocol).
 const MAX_OBD_TEXT: usize = 18;
@@ -461,6 +463,43 @@ impl Detector for TamperDetector {
             self.update_obd(st, obd, obs, out);
         }
     }
+}
+
+/// A tamper/removal alarm sent by the terminal (truck command 0x06, machinery 0x05): tamper
+/// evidence in its own right, raised beside R4 as an instant violation (open and closed at the
+/// alarm time, as `R4.cvn_changed`) with the alarm's position. The id derives from the alarm time,
+/// so a resent alarm lands on the same violation.
+pub fn removal_alarm_violations(
+    vin: crate::model::Vin,
+    vehicle: &crate::model::Vehicle,
+    alarm: &crate::pipeline::TamperAlarmEvent,
+    received_ms: TimestampMs,
+) -> Vec<Violation> {
+    let t = alarm.at_ms;
+    let summary = format!(
+        "terminal reported a removal/tamper alarm (command 0x{:02X}, status 0x{:02X})",
+        alarm.command, alarm.status
+    );
+    let evidence = json!({
+        "command": alarm.command,
+        "status": alarm.status,
+        "serial": alarm.serial,
+        "alarm_ms": t,
+        "received_ms": received_ms,
+        "position": alarm.fix.map(|f| json!({ "lon": f.lon, "lat": f.lat })),
+    });
+    [ViolationStatus::Open, ViolationStatus::Closed]
+        .into_iter()
+        .map(|status| {
+            let mut v = skeleton(RULE_REMOVAL_ALARM, "", vin, vehicle, t, status);
+            v.ended_ms = (status == ViolationStatus::Closed).then_some(t);
+            v.position = alarm.fix.filter(|f| f.valid && f.in_range());
+            v.summary = summary.clone();
+            v.thresholds = json!({ "condition": RULE_REMOVAL_ALARM, "source": "hj1239.md field notes: 0x06 truck / 0x05 machinery alarm" });
+            v.evidence = evidence.clone();
+            v
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,11 +3,12 @@
 //! Reading and answering are two tasks joined by a bounded queue: the reader decodes frames and
 //! submits records to the pipeline; the answerer waits, in order, for each report to be durable
 //! before answering it. A terminal that never gets an answer keeps the data for reissue.
+use super::activity::{Activity, ActivityStream};
 use super::limits::FrameBudget;
-use super::{records, GatewayConfig};
+use super::{records, GatewayConfig, LayoutMemory};
 use crate::hj1239::{
-    command, Answer, BodyLayout, Decoded, Dialect, Frame, FrameCodec, InfoReport, Message, MessageError,
-    TerminalTime,
+    command, Answer, BodyLayout, Decoded, Dialect, Frame, FrameCodec, InfoReport, LayoutChoice, Message,
+    MessageError, TerminalTime,
 };
 use crate::model::{now_ms, TelemetryRecord, Vehicle, VehicleKind, Vin};
 use crate::pipeline::{Completion, Pipeline, SessionEvent};
@@ -15,7 +16,7 @@ use crate::registry::Registry;
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
@@ -36,6 +37,7 @@ pub(super) struct Session {
     cfg: Arc<GatewayConfig>,
     registry: Arc<Registry>,
     pipeline: Arc<Pipeline>,
+    layouts: Arc<LayoutMemory>,
     peer: SocketAddr,
 }
 
@@ -52,13 +54,17 @@ impl Session {
         cfg: Arc<GatewayConfig>,
         registry: Arc<Registry>,
         pipeline: Arc<Pipeline>,
+        layouts: Arc<LayoutMemory>,
         peer: SocketAddr,
     ) -> Self {
-        Session { cfg, registry, pipeline, peer }
+        Session { cfg, registry, pipeline, layouts, peer }
     }
 
     pub async fn run(self, socket: TcpStream, mut shutdown: watch::Receiver<bool>) {
-        let codec = FrameCodec::with_max_data_len(self.cfg.max_data_len);
+        let codec = FrameCodec::with_max_data_len(self.cfg.max_data_len)
+            .with_stall_timeout(Duration::from_millis(self.cfg.stall_timeout_ms.max(1)));
+        let activity = Activity::new();
+        let socket = ActivityStream::new(socket, activity.clone());
         let (mut sink, mut frames) = Framed::new(socket, codec).split();
         let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(self.cfg.max_in_flight.max(1));
         let peer = self.peer;
@@ -88,16 +94,26 @@ impl Session {
         let mut budget = FrameBudget::new(self.cfg.max_frames_per_s, self.cfg.frame_burst);
         let opened = Instant::now();
         loop {
+            // Login: a fixed deadline from the connection's start. Logged in: any received byte
+            // is activity, not only whole frames (a damaged frame may be collecting bytes).
             let timeout = match state {
-                State::AwaitingLogin => std::time::Duration::from_secs(self.cfg.login_timeout_s.max(1))
-                    .saturating_sub(opened.elapsed()),
-                State::LoggedIn { .. } => self.cfg.idle_timeout(),
+                State::AwaitingLogin => {
+                    Duration::from_secs(self.cfg.login_timeout_s.max(1)).saturating_sub(opened.elapsed())
+                }
+                State::LoggedIn { .. } => self.cfg.idle_timeout().saturating_sub(activity.idle_for()),
             };
             let next = tokio::select! {
                 n = tokio::time::timeout(timeout, frames.next()) => n,
                 _ = shutdown.wait_for(|s| *s) => break,
             };
             let item = match next {
+                Err(_) if matches!(state, State::AwaitingLogin) => {
+                    metrics::counter!("smogwatch_hj1239_sessions_closed_total", "reason" => "login_timeout")
+                        .increment(1);
+                    tracing::info!(peer = %self.peer, "hj1239 connection sent no valid login in time; closing");
+                    break;
+                }
+                Err(_) if activity.idle_for() < self.cfg.idle_timeout() => continue,
                 Err(_) => {
                     metrics::counter!("smogwatch_hj1239_sessions_closed_total", "reason" => "idle")
                         .increment(1);
@@ -147,26 +163,44 @@ impl Session {
     }
 
     async fn handle(&self, state: &mut State, frame: Frame) -> Step {
-        let layout: BodyLayout = self.cfg.layout.into();
-        let dialect = match state {
-            State::LoggedIn { dialect, .. } => *dialect,
-            State::AwaitingLogin => Dialect::Vehicle,
+        let (dialect, session_vin) = match state {
+            State::LoggedIn { dialect, vin, .. } => (*dialect, Some(*vin)),
+            State::AwaitingLogin => (Dialect::Vehicle, None),
+        };
+        let layout = match self.cfg.layout.fixed() {
+            Some(l) => LayoutChoice::Fixed(l),
+            None => LayoutChoice::Detect { prefer: session_vin.and_then(|v| self.layouts.get(&v)) },
         };
         let message = match Message::decode(&frame, layout, dialect) {
             Ok(m) => m,
             Err(e) => {
-                self.decode_error(&frame, &e);
+                self.decode_error(&frame, &e, layout, dialect);
                 return Step::Continue(vec![]);
             }
         };
+        if let (Some(vin), Message::RealTime(r) | Message::Reissue(r)) = (session_vin, &message) {
+            if let Some(previous) = self.layouts.learn(vin, r.layout()) {
+                tracing::info!(peer = %self.peer, %vin, layout = r.layout().name(), previous = previous.map(BodyLayout::name), "hj1239 terminal report layout learned");
+            }
+        }
         match (&*state, message) {
-            (_, Message::Login(_)) => self.login(state, &frame).await,
+            (_, Message::Activation(a)) => {
+                // Meant for the national platform, which answers with 0x08; a local platform
+                // only records that the terminal asked.
+                count_frame("activation");
+                tracing::info!(peer = %self.peer, vin = %frame.vin, request_vin = %crate::hj1239::Vin(a.vin), chip_id = %a.chip_id_hex(), time = ?a.time, "hj1239 activation request received (not answered: national platform's job)");
+                Step::Continue(vec![])
+            }
+            (State::AwaitingLogin, Message::Login(_)) => self.login(state, &frame).await,
+            (State::LoggedIn { vin, .. }, Message::Login(_)) => self.second_login(*vin, &frame).await,
             (State::AwaitingLogin, other) => {
                 count_frame("before_login");
                 tracing::warn!(peer = %self.peer, vin = ?frame.vin.as_str(), command = frame.command, "hj1239 frame before login rejected ({})", kind(&other));
                 Step::Continue(vec![])
             }
-            (State::LoggedIn { vin, .. }, _) if frame.vin.0 != *vin.as_bytes() => {
+            // Login upper-cases the VIN: compare the normalised form, or a lower-case terminal
+            // would be locked out of every frame after its login.
+            (State::LoggedIn { vin, .. }, _) if !same_vin(&frame.vin, vin) => {
                 count_frame("vin_mismatch");
                 tracing::warn!(peer = %self.peer, session_vin = %vin, frame_vin = ?frame.vin.as_str(), "hj1239 frame for another VIN rejected");
                 Step::Continue(vec![])
@@ -199,7 +233,7 @@ impl Session {
             Dialect::Vehicle
         };
         metrics::counter!("smogwatch_hj1239_logins_total", "result" => "ok").increment(1);
-        tracing::info!(peer = %self.peer, %vin, ?dialect, layout = ?self.cfg.layout, "hj1239 terminal logged in");
+        tracing::info!(peer = %self.peer, %vin, ?dialect, layout = ?self.cfg.layout, remembered_layout = ?self.layouts.get(&vin).map(BodyLayout::name), "hj1239 terminal logged in");
         *state = State::LoggedIn { vin, vehicle, dialect };
         let answer = server_time().map(|t| Answer::login(t, true).reply_to(frame));
         match self.pipeline.session_event(vin, SessionEvent::Login, now_ms()).await {
@@ -211,6 +245,23 @@ impl Session {
         }
     }
 
+    /// A login on a connection that is already logged in. The same VIN logging in again (a
+    /// terminal that restarted its state machine) is answered with success and changes nothing;
+    /// another VIN is refused and the session stays with its first VIN: one connection never
+    /// mixes two vehicles' data.
+    async fn second_login(&self, vin: Vin, frame: &Frame) -> Step {
+        let same = same_vin(&frame.vin, &vin);
+        let result = if same { "repeated" } else { "second_vin_refused" };
+        metrics::counter!("smogwatch_hj1239_logins_total", "result" => result).increment(1);
+        if same {
+            tracing::info!(peer = %self.peer, %vin, "hj1239 terminal logged in again on its open session");
+        } else {
+            tracing::warn!(peer = %self.peer, session_vin = %vin, frame_vin = %frame.vin, "hj1239 login for another VIN on an open session refused");
+        }
+        let answer = server_time().map(|t| Outbound::Now(Answer::login(t, same).reply_to(frame)));
+        Step::Continue(answer.into_iter().collect())
+    }
+
     async fn logged_in(&self, vin: Vin, vehicle: &Vehicle, frame: &Frame, message: Message) -> Step {
         let _ = vehicle;
         match message {
@@ -218,8 +269,20 @@ impl Session {
             Message::Reissue(report) => self.report(vin, frame, &report, true).await,
             Message::MachineryRealTime(r) | Message::MachineryReissue(r) => {
                 let late = frame.command == command::REISSUE;
-                let rec = records::from_machinery(vin, &r);
-                self.submit(frame, vec![rec], late, r.time).await
+                let recs = records::from_machinery(vin, &r, self.cfg.gb_body_interval_ms);
+                self.submit(frame, recs, late, r.time).await
+            }
+            Message::TamperAlarm(a) | Message::RemovalAlarm(a) => {
+                count_frame("tamper_alarm");
+                let event = records::tamper_alarm(frame.command, &a);
+                tracing::warn!(peer = %self.peer, %vin, command = frame.command, status = a.status_byte(), serial = a.serial, position = ?a.position(), time = ?a.time, "hj1239 terminal tamper/removal alarm");
+                match self.pipeline.session_event(vin, SessionEvent::TamperAlarm(event), now_ms()).await {
+                    Ok(c) => Step::Continue(vec![Outbound::WhenDurable(c, None)]),
+                    Err(e) => {
+                        tracing::error!(peer = %self.peer, error = %e, "pipeline closed; dropping connection");
+                        Step::Close(vec![])
+                    }
+                }
             }
             Message::Logout(_) => {
                 count_frame("logout");
@@ -236,17 +299,12 @@ impl Session {
                     server_time().map(|t| Outbound::Now(Answer::time_calibration(t).reply_to(frame)));
                 Step::Continue(answer.into_iter().collect())
             }
-            Message::RemovalAlarm(data) => {
-                count_frame("removal_alarm");
-                tracing::warn!(peer = %self.peer, %vin, data = %hex_excerpt(&data), "machinery terminal removal alarm");
-                Step::Continue(vec![])
-            }
             Message::PlatformDefined { command, data } => {
                 count_frame("platform_defined");
                 tracing::debug!(peer = %self.peer, %vin, command, len = data.len(), "platform-defined frame passed through");
                 Step::Continue(vec![])
             }
-            Message::Login(_) => Step::Continue(vec![]),
+            Message::Login(_) | Message::Activation(_) => Step::Continue(vec![]),
         }
     }
 
@@ -296,14 +354,16 @@ impl Session {
         }
     }
 
-    fn decode_error(&self, frame: &Frame, e: &MessageError) {
+    /// A rejected frame is counted and logged with the layout and dialect tried, and gets no
+    /// answer (see ARCHITECTURE.md: an unanswered report is kept by the terminal for reissue).
+    fn decode_error(&self, frame: &Frame, e: &MessageError, layout: LayoutChoice, dialect: Dialect) {
         let kind = match e {
             MessageError::ReservedCommand { .. } => "reserved_command",
             MessageError::EncryptedFrameNoKey { .. } => "encrypted_no_key",
             _ => "undecodable",
         };
         count_frame(kind);
-        tracing::warn!(peer = %self.peer, vin = ?frame.vin.as_str(), command = frame.command, data = %hex_excerpt(&frame.data), "hj1239 frame rejected: {e}");
+        tracing::warn!(peer = %self.peer, vin = ?frame.vin.as_str(), command = frame.command, layout = layout.name(), ?dialect, data = %hex_excerpt(&frame.data), "hj1239 frame rejected: {e}");
     }
 }
 
@@ -319,9 +379,15 @@ fn kind(m: &Message) -> &'static str {
         Message::Reissue(_) | Message::MachineryReissue(_) => "reissue",
         Message::Logout(_) => "logout",
         Message::TimeCalibration => "time calibration",
-        Message::RemovalAlarm(_) => "removal alarm",
+        Message::RemovalAlarm(_) | Message::TamperAlarm(_) => "tamper alarm",
+        Message::Activation(_) => "activation",
         Message::PlatformDefined { .. } => "platform-defined",
     }
+}
+
+/// Whether a frame's VIN slot names the session's vehicle, compared as login normalises it.
+fn same_vin(wire: &crate::hj1239::Vin, session: &Vin) -> bool {
+    Vin::from_bytes(&wire.0).is_ok_and(|v| v == *session)
 }
 
 /// The platform clock as terminal time. `None` only if the host clock is outside the 6-byte

@@ -96,6 +96,7 @@ pub fn record_to_proto(r: &TelemetryRecord) -> proto::TelemetryRecord {
             iupr: o.iupr.iter().map(|&v| u32::from(v)).collect(),
             fault_codes: o.fault_codes.clone().unwrap_or_default(),
             fault_codes_valid: o.fault_codes.is_some(),
+            fault_codes_readable: o.fault_codes_readable().unwrap_or_default(),
         }),
         opacity_k: r.opacity_k,
         stream_kind: match r.stream_kind {

@@ -231,9 +231,10 @@ impl TelemetryIngest for IngestService {
                 };
                 let msg = result.map(|o| proto::BatchAck {
                     sequence: p.sequence,
-                    accepted: o.stored + o.duplicates,
+                    accepted: o.stored + o.duplicates + o.conflicts,
                     duplicates: o.duplicates,
                     rejections: p.rejections,
+                    conflicts: o.conflicts,
                 });
                 let failed = msg.is_err();
                 if ack_tx.send(msg).await.is_err() || failed {

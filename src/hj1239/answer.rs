@@ -110,6 +110,7 @@ impl Answer {
     /// The answer frame for a terminal, unencrypted.
     pub fn to_frame(&self, vin: Vin, software_version: u8) -> Frame {
         Frame {
+            marker: super::frame::StartMarker::Hash,
             command: self.command(),
             vin,
             software_version,
@@ -118,9 +119,10 @@ impl Answer {
         }
     }
 
-    /// The answer to `request`, echoing its VIN and software version.
+    /// The answer to `request`, echoing its start marker, VIN and software version (a `~~`
+    /// terminal is answered with `~~`).
     pub fn reply_to(&self, request: &Frame) -> Frame {
-        self.to_frame(request.vin, request.software_version)
+        Frame { marker: request.marker, ..self.to_frame(request.vin, request.software_version) }
     }
 
     /// Decodes an answer frame (terminal simulators and tests).

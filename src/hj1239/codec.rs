@@ -12,18 +12,36 @@
 //!   disconnect a terminal over one damaged frame. Bad input becomes [`Decoded::Dropped`]; `Err` is
 //!   left for real I/O errors.
 //!
-//! Every decision is taken only once enough bytes are buffered that later bytes cannot change it,
-//! so the frames found do not depend on how the stream was chunked (checked by property tests).
+//! - accepts both start markers seen in the field, `##` and `~~` ([`StartMarker`]);
+//! - abandons a frame whose (damaged) length field makes it wait for bytes that already hold a
+//!   complete valid frame: as soon as a frame with a printable VIN and a valid BCC starts inside
+//!   the awaited bytes and ends before the awaited frame would, the stream resyncs to it
+//!   ([`FrameError::Resynced`]). Without this, one corrupted length (say 4,000 instead of 145)
+//!   kept every good frame after it unanswered until the link died;
+//! - optionally ([`FrameCodec::with_stall_timeout`], used by the gateway) abandons a frame that
+//!   stays incomplete for longer than the timeout while other bytes keep arriving
+//!   ([`FrameError::Stalled`]).
+//!
+//! Every decision except the optional stall timeout is taken only once enough bytes are buffered
+//! that later bytes cannot change it, so the frames found do not depend on how the stream was
+//! chunked (checked by property tests and the fuzz harness). The resync rule is chosen for that:
+//! an inner frame wins only if it ends *before* the awaited frame would, which is exactly when a
+//! byte-by-byte reader would have seen it first.
 
 use std::io;
+
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::frame::{
-    bcc, frame_from_checked, header_vin, Frame, FrameEncodeError, Vin, HEADER_LEN, LENGTH_OFFSET,
-    MAX_WIRE_DATA_LEN, OVERHEAD_LEN, START_MARKER,
+    bcc, frame_from_checked, header_vin, Frame, FrameEncodeError, StartMarker, Vin, HEADER_LEN,
+    LENGTH_OFFSET, MAX_WIRE_DATA_LEN, OVERHEAD_LEN,
 };
+
+/// Marker length (both markers are two bytes).
+const MARKER_LEN: usize = 2;
 
 /// Default limit on the declared data-unit length.
 ///
@@ -101,16 +119,52 @@ pub enum FrameError {
         /// Hex of the first bytes.
         excerpt: String,
     },
+    /// A frame was abandoned because a complete valid frame starts inside the bytes it was
+    /// waiting for (typically a corrupted length field); scanning resumes at that frame.
+    #[error("frame from {} declaring {declared} data bytes abandoned: a valid frame starts {resync_at} bytes in [{excerpt}]", vin_label(vin))]
+    Resynced {
+        /// Declared data-unit length of the abandoned frame.
+        declared: usize,
+        /// Offset of the valid frame the stream resynced to (bytes skipped).
+        resync_at: usize,
+        /// Command byte of the abandoned frame.
+        command: u8,
+        /// VIN from the header when printable.
+        vin: Option<Vin>,
+        /// Hex of the first bytes of the abandoned frame.
+        excerpt: String,
+    },
+    /// A frame stayed incomplete longer than the stall timeout while other bytes kept arriving;
+    /// scanning resumes after its start marker.
+    #[error(
+        "frame from {} stalled: need {needed} bytes, have {available} after {waited_ms} ms [{excerpt}]",
+        vin_label(vin)
+    )]
+    Stalled {
+        /// Bytes the frame needs.
+        needed: usize,
+        /// Bytes that were there.
+        available: usize,
+        /// How long it had been waiting.
+        waited_ms: u64,
+        /// VIN from the header when printable.
+        vin: Option<Vin>,
+        /// Hex of the first bytes.
+        excerpt: String,
+    },
 }
 
 impl FrameError {
-    /// Short stable label for metrics (`bad_bcc`, `oversize`, `junk`, `truncated`).
+    /// Short stable label for metrics (`bad_bcc`, `oversize`, `junk`, `truncated`, `resynced`,
+    /// `stalled`).
     pub fn kind(&self) -> &'static str {
         match self {
             FrameError::BadBcc { .. } => "bad_bcc",
             FrameError::Oversize { .. } => "oversize",
             FrameError::Junk { .. } => "junk",
             FrameError::Truncated { .. } => "truncated",
+            FrameError::Resynced { .. } => "resynced",
+            FrameError::Stalled { .. } => "stalled",
         }
     }
 
@@ -119,7 +173,9 @@ impl FrameError {
         match self {
             FrameError::BadBcc { vin, .. }
             | FrameError::Oversize { vin, .. }
-            | FrameError::Truncated { vin, .. } => *vin,
+            | FrameError::Truncated { vin, .. }
+            | FrameError::Resynced { vin, .. }
+            | FrameError::Stalled { vin, .. } => *vin,
             FrameError::Junk { .. } => None,
         }
     }
@@ -152,16 +208,35 @@ pub struct CodecStats {
     pub truncated: u64,
     /// Bytes skipped outside frames.
     pub junk_bytes: u64,
+    /// Frames abandoned because a valid frame started inside their awaited bytes.
+    pub resynced: u64,
+    /// Frames abandoned after the stall timeout.
+    pub stalled: u64,
     /// Frames written by the encoder.
     pub frames_encoded: u64,
 }
 
-/// `tokio_util` codec for the HJ 1239 / GB 17691 frame layer. Stateless apart from counters, so a
-/// fresh codec per connection is cheap.
+/// `tokio_util` codec for the HJ 1239 / GB 17691 frame layer. Holds counters and, while a frame is
+/// incomplete, what is known about the bytes it is waiting for; a fresh codec per connection is
+/// cheap.
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_data_len: usize,
     stats: CodecStats,
+    stall_after: Option<Duration>,
+    pending: Option<Pending>,
+}
+
+/// The frame at the start of the buffer, while it is being waited for. Offsets are relative to
+/// the buffer start; reset whenever bytes are consumed.
+#[derive(Debug, Clone)]
+struct Pending {
+    since: Instant,
+    /// Marker positions below this one have been looked at.
+    scan_from: usize,
+    /// Start markers inside the frame that may still begin a valid frame: (start, end once the
+    /// header is there). Each is checked once; only undecided ones stay.
+    candidates: Vec<(usize, Option<usize>)>,
 }
 
 impl Default for FrameCodec {
@@ -173,12 +248,25 @@ impl Default for FrameCodec {
 impl FrameCodec {
     /// Codec with [`DEFAULT_MAX_DATA_LEN`].
     pub fn new() -> Self {
-        Self { max_data_len: DEFAULT_MAX_DATA_LEN, stats: CodecStats::default() }
+        Self::with_max_data_len(DEFAULT_MAX_DATA_LEN)
     }
 
     /// Codec accepting data units up to `max` bytes (capped at the u16 maximum, 65,535).
     pub fn with_max_data_len(max: usize) -> Self {
-        Self { max_data_len: max.min(MAX_WIRE_DATA_LEN), stats: CodecStats::default() }
+        Self {
+            max_data_len: max.min(MAX_WIRE_DATA_LEN),
+            stats: CodecStats::default(),
+            stall_after: None,
+            pending: None,
+        }
+    }
+
+    /// Abandons a frame that is still incomplete `after` it was first seen, when more bytes arrive
+    /// (the decoder only runs when bytes arrive). Off by default: it makes the outcome depend on
+    /// timing, which the pure decoder avoids.
+    pub fn with_stall_timeout(mut self, after: Duration) -> Self {
+        self.stall_after = Some(after);
+        self
     }
 
     /// The configured data-length limit.
@@ -194,9 +282,96 @@ impl FrameCodec {
     fn skip_junk(&mut self, src: &mut BytesMut, n: usize) -> Decoded {
         let n = n.min(src.len());
         let excerpt = hex_excerpt(src.get(..n).unwrap_or_default());
-        src.advance(n);
+        self.consume(src, n);
         self.stats.junk_bytes += n as u64;
         Decoded::Dropped(FrameError::Junk { skipped: n, excerpt })
+    }
+
+    /// Drops `n` bytes from the front; what was known about them goes too.
+    fn consume(&mut self, src: &mut BytesMut, n: usize) {
+        src.advance(n.min(src.len()));
+        self.pending = None;
+    }
+
+    /// The start of a complete valid frame (printable VIN, valid BCC) that begins inside the
+    /// frame at the buffer start (declared wire length `total`) and ends before it would. Of
+    /// several, the one ending first (then starting first): the one a byte-by-byte reader meets
+    /// first, so the choice does not depend on chunking.
+    fn inner_frame(&mut self, buf: &[u8], total: usize) -> Option<usize> {
+        let max_data_len = self.max_data_len;
+        let pending = self.pending.get_or_insert_with(|| Pending {
+            since: Instant::now(),
+            scan_from: MARKER_LEN,
+            candidates: Vec::new(),
+        });
+        let mut p = pending.scan_from;
+        // A frame starting at p ends at p + OVERHEAD_LEN at the earliest; it must end before `total`.
+        while p + MARKER_LEN < buf.len() && p + OVERHEAD_LEN < total {
+            if let (Some(&a), Some(&b), Some(&c)) = (buf.get(p), buf.get(p + 1), buf.get(p + 2)) {
+                // As in `find_frame_start`: in a run of marker bytes the last two are the marker.
+                if a == b && c != a && StartMarker::of_byte(a).is_some() {
+                    pending.candidates.push((p, None));
+                }
+            }
+            p += 1;
+        }
+        pending.scan_from = p;
+        let mut best: Option<(usize, usize)> = None;
+        pending.candidates.retain_mut(|(start, end)| {
+            let start = *start;
+            if end.is_none() {
+                let Some(len) = buf.get(start + LENGTH_OFFSET..start + HEADER_LEN) else { return true };
+                let declared = len.iter().fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+                let e = start + OVERHEAD_LEN + declared;
+                if declared > max_data_len || e >= total {
+                    return false;
+                }
+                *end = Some(e);
+            }
+            let Some(e) = *end else { return true };
+            if e > buf.len() {
+                return true;
+            }
+            let frame = buf.get(start..e).unwrap_or_default();
+            let valid = header_vin(frame).is_some()
+                && matches!(inspect(frame, max_data_len), Inspect::Complete { total } if total == frame.len());
+            if valid && best.is_none_or(|b| (e, start) < b) {
+                best = Some((e, start));
+            }
+            false
+        });
+        best.map(|(_, start)| start)
+    }
+
+    fn resync(&mut self, src: &mut BytesMut, total: usize, at: usize) -> Decoded {
+        let err = FrameError::Resynced {
+            declared: total.saturating_sub(OVERHEAD_LEN),
+            resync_at: at,
+            command: src.get(2).copied().unwrap_or(0),
+            vin: header_vin(src),
+            excerpt: hex_excerpt(src.get(..at).unwrap_or_default()),
+        };
+        self.stats.resynced += 1;
+        self.consume(src, at);
+        Decoded::Dropped(err)
+    }
+
+    /// With a stall timeout: the stalled frame at the buffer start is dropped.
+    fn stalled(&mut self, src: &mut BytesMut, needed: usize) -> Option<Decoded> {
+        let waited = self.pending.as_ref()?.since.elapsed();
+        if waited < self.stall_after? {
+            return None;
+        }
+        let err = FrameError::Stalled {
+            needed,
+            available: src.len(),
+            waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+            vin: header_vin(src),
+            excerpt: hex_excerpt(src),
+        };
+        self.stats.stalled += 1;
+        self.consume(src, MARKER_LEN);
+        Some(Decoded::Dropped(err))
     }
 }
 
@@ -208,22 +383,26 @@ enum Start {
     NotYet { junk: usize },
 }
 
+fn is_marker_pair(w: &[u8]) -> bool {
+    matches!(w, [a, b] if a == b && StartMarker::of_byte(*a).is_some())
+}
+
 fn find_frame_start(buf: &[u8]) -> Start {
     let mut from = 0;
     loop {
-        let found = buf.get(from..).and_then(|s| s.windows(2).position(|w| w == START_MARKER));
+        let found = buf.get(from..).and_then(|s| s.windows(2).position(is_marker_pair));
         let Some(rel) = found else {
-            // Keep a trailing '#': it may be the first half of a marker split across reads.
-            let keep = usize::from(buf.last() == Some(&START_MARKER[0]));
+            // Keep a trailing marker byte: it may be the first half of a marker split across reads.
+            let keep = usize::from(buf.last().is_some_and(|b| StartMarker::of_byte(*b).is_some()));
             return Start::NotYet { junk: buf.len() - keep };
         };
         let at = from + rel;
-        match buf.get(at + 2) {
+        match (buf.get(at), buf.get(at + 2)) {
             // Can't tell `##x` from `###` yet: drop what is surely junk and wait.
-            None => return Start::NotYet { junk: at },
-            // A run of '#': the real marker is its last two bytes.
-            Some(&b) if b == START_MARKER[0] => from = at + 1,
-            Some(_) => return Start::At(at),
+            (_, None) => return Start::NotYet { junk: at },
+            // A run of '#' (or '~'): the real marker is its last two bytes.
+            (Some(&m), Some(&b)) if b == m => from = at + 1,
+            _ => return Start::At(at),
         }
     }
 }
@@ -242,10 +421,11 @@ pub(crate) enum Inspect {
 
 /// Validates the frame at the start of `buf` (length limit, completeness, BCC).
 pub(crate) fn inspect(buf: &[u8], max_data_len: usize) -> Inspect {
-    match buf.get(..2) {
-        None => return Inspect::NeedMore { needed: 2 },
-        Some(m) if m != START_MARKER => return Inspect::NoMarker,
-        Some(_) => {}
+    if buf.len() < MARKER_LEN {
+        return Inspect::NeedMore { needed: MARKER_LEN };
+    }
+    if StartMarker::at_start(buf).is_none() {
+        return Inspect::NoMarker;
     }
     let Some(len_bytes) = buf.get(LENGTH_OFFSET..HEADER_LEN) else {
         return Inspect::NeedMore { needed: HEADER_LEN };
@@ -295,10 +475,22 @@ impl Decoder for FrameCodec {
         }
         match inspect(src, self.max_data_len) {
             Inspect::Complete { total } => {
+                if let Some(at) = self.inner_frame(src, total) {
+                    return Ok(Some(self.resync(src, total, at)));
+                }
                 self.stats.frames_ok += 1;
+                self.pending = None;
                 Ok(Some(Decoded::Frame(frame_from_checked(src.split_to(total).freeze()))))
             }
             Inspect::NeedMore { needed } => {
+                if needed > HEADER_LEN {
+                    if let Some(at) = self.inner_frame(src, needed) {
+                        return Ok(Some(self.resync(src, needed, at)));
+                    }
+                    if let Some(dropped) = self.stalled(src, needed) {
+                        return Ok(Some(dropped));
+                    }
+                }
                 src.reserve(needed.saturating_sub(src.len()));
                 Ok(None)
             }
@@ -308,7 +500,7 @@ impl Decoder for FrameCodec {
                     _ => self.stats.bad_bcc += 1,
                 }
                 // Resume right after the start marker: a valid frame may hide behind a false one.
-                src.advance(START_MARKER.len());
+                self.consume(src, MARKER_LEN);
                 Ok(Some(Decoded::Dropped(e)))
             }
             // find_frame_start put a marker at 0; treat the impossible case as one junk byte.
@@ -326,7 +518,7 @@ impl Decoder for FrameCodec {
         if buf.is_empty() {
             return Ok(None);
         }
-        if buf.starts_with(&START_MARKER) {
+        if StartMarker::at_start(buf).is_some() {
             let needed = match inspect(buf, self.max_data_len) {
                 Inspect::NeedMore { needed } => needed,
                 _ => buf.len(),
@@ -338,7 +530,7 @@ impl Decoder for FrameCodec {
                 excerpt: hex_excerpt(buf),
             };
             self.stats.truncated += 1;
-            buf.advance(START_MARKER.len());
+            self.consume(buf, MARKER_LEN);
             Ok(Some(Decoded::Dropped(err)))
         } else {
             let n = buf.len();
@@ -478,18 +670,108 @@ mod tests {
 
     #[test]
     fn false_marker_recovered_at_eof() {
-        // False marker with a plausible length larger than what follows: only EOF can resolve it.
+        // False marker with a plausible length larger than what follows and no complete frame
+        // inside: only EOF can resolve it.
         let mut stream = b"##".to_vec();
         stream.push(0x02);
         stream.extend([b'A'; 17]);
         stream.extend([0x01, 0x01, 0x01, 0x00]);
+        stream.extend(&logout()[..20]);
+        let mut codec = FrameCodec::new();
+        let mut buf = BytesMut::from(&stream[..]);
+        assert!(drain(&mut codec, &mut buf, false).is_empty());
+        let items = drain(&mut codec, &mut buf, true);
+        assert!(frames(&items).is_empty());
+        assert_eq!(codec.stats().truncated, 2);
+    }
+
+    /// A real-time frame whose length field says 4,000 instead of its real length.
+    fn corrupted_length_frame() -> Vec<u8> {
+        let mut f = logout();
+        f[22] = 0x0F;
+        f[23] = 0xA0;
+        f
+    }
+
+    #[test]
+    fn corrupted_length_resyncs_to_the_next_valid_frame_without_waiting() {
+        let mut stream = corrupted_length_frame();
+        stream.extend(logout());
+        stream.extend(logout());
+        // Byte by byte, as a slow link delivers it: the first good frame comes out as soon as it
+        // is complete, not after 4,000 bytes or at EOF.
+        let mut codec = FrameCodec::new();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in &stream {
+            buf.extend_from_slice(&[*b]);
+            while let Some(item) = codec.decode(&mut buf).unwrap() {
+                got.push(item);
+            }
+        }
+        assert!(matches!(got.first(), Some(Decoded::Dropped(FrameError::Resynced { declared: 4000, .. }))));
+        assert_eq!(frames(&got).len(), 2);
+        assert_eq!(codec.stats().resynced, 1);
+        // All at once gives the same frames and counters.
+        let mut whole = FrameCodec::new();
+        let mut buf = BytesMut::from(&stream[..]);
+        let items = drain(&mut whole, &mut buf, false);
+        assert_eq!(frames(&items), frames(&got));
+        assert_eq!(whole.stats(), codec.stats());
+    }
+
+    #[test]
+    fn a_valid_frame_ending_after_the_awaited_one_does_not_abandon_it() {
+        // Outer frame complete and valid; a marker inside it starts a "frame" that would end
+        // after it: the outer frame stands.
+        let f = Frame {
+            marker: StartMarker::Hash,
+            command: 0x80,
+            vin: Vin(*b"LG6ZDANH7EY208182"),
+            software_version: 1,
+            encryption: super::super::Encryption::None,
+            data: Bytes::from([b"##".as_slice(), &logout()[2..20]].concat()),
+        };
+        let mut buf = BytesMut::from(&f.to_bytes().unwrap()[..]);
+        let mut codec = FrameCodec::new();
+        let items = drain(&mut codec, &mut buf, true);
+        assert_eq!(frames(&items), vec![&f]);
+    }
+
+    #[test]
+    fn stall_timeout_abandons_a_frame_that_never_completes() {
+        let mut codec = FrameCodec::new().with_stall_timeout(std::time::Duration::from_millis(20));
+        let mut buf = BytesMut::from(&corrupted_length_frame()[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        // More bytes arrive (the decoder runs): the stalled frame goes, the rest is rescanned.
+        buf.extend_from_slice(b"xx");
+        assert!(matches!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Decoded::Dropped(FrameError::Stalled { .. }))
+        ));
+        assert_eq!(codec.stats().stalled, 1);
+        buf.extend_from_slice(&logout());
+        let items = drain(&mut codec, &mut buf, false);
+        assert_eq!(frames(&items).len(), 1);
+    }
+
+    #[test]
+    fn tilde_marker_frames_are_found_and_keep_their_marker() {
+        let mut tilde = logout();
+        tilde[0] = 0x7E;
+        tilde[1] = 0x7E;
+        let mut stream = b"~".to_vec();
+        stream.extend(&tilde);
         stream.extend(logout());
         let mut codec = FrameCodec::new();
         let mut buf = BytesMut::from(&stream[..]);
-        assert!(frames(&drain(&mut codec, &mut buf, false)).is_empty());
         let items = drain(&mut codec, &mut buf, true);
-        assert_eq!(frames(&items).len(), 1);
-        assert_eq!(codec.stats().truncated, 1);
+        let found = frames(&items);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].marker, StartMarker::Tilde);
+        assert_eq!(found[1].marker, StartMarker::Hash);
+        assert_eq!(&found[0].to_bytes().unwrap()[..], &tilde[..]);
     }
 
     #[test]

@@ -68,6 +68,7 @@ mod tests {
         let vin = Vin([b'K'; 17]);
         let plain = [0x18u8, 3, 15, 8, 30, 0, 0x00, 0x01];
         let frame = Frame {
+            marker: crate::hj1239::StartMarker::Hash,
             command: 0x04,
             vin,
             software_version: 1,

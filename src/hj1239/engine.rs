@@ -205,10 +205,25 @@ impl EngineData {
     /// Wire length of a type 0x02 body.
     pub const WIRE_LEN: usize = 37;
 
+    /// Wire length of fields 1–15 (speed … fuel level), shared with the machinery stream.
+    pub const COMMON_LEN: usize = 24;
+
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, MessageError> {
         // Check the whole body up front so a short body reports the body, not a field.
         let body = r.take(Self::WIRE_LEN, "diesel engine data (0x02)")?;
         let mut r = Reader::new(body);
+        let common = Self::decode_common(&mut r)?;
+        Ok(Self {
+            position_status: PositionStatus(r.u8("positioning status")?),
+            longitude: r.u32("longitude")?,
+            latitude: r.u32("latitude")?,
+            odometer: r.u32("odometer")?,
+            ..common
+        })
+    }
+
+    /// Fields 1–15; position and odometer are left invalid (fix-invalid status, sentinels).
+    pub(crate) fn decode_common(r: &mut Reader<'_>) -> Result<Self, MessageError> {
         Ok(Self {
             vehicle_speed: r.u16("vehicle speed")?,
             atmospheric_pressure: r.u8("atmospheric pressure")?,
@@ -225,14 +240,23 @@ impl EngineData {
             dpf_pressure_drop: r.u16("DPF pressure drop")?,
             coolant_temperature: r.u8("coolant temperature")?,
             fuel_level: r.u8("fuel level")?,
-            position_status: PositionStatus(r.u8("positioning status")?),
-            longitude: r.u32("longitude")?,
-            latitude: r.u32("latitude")?,
-            odometer: r.u32("odometer")?,
+            position_status: PositionStatus(0x01),
+            longitude: u32::MAX,
+            latitude: u32::MAX,
+            odometer: u32::MAX,
         })
     }
 
     pub(crate) fn encode(&self, out: &mut BytesMut) {
+        self.encode_common(out);
+        out.put_u8(self.position_status.0);
+        out.put_u32(self.longitude);
+        out.put_u32(self.latitude);
+        out.put_u32(self.odometer);
+    }
+
+    /// Fields 1–15 only.
+    pub(crate) fn encode_common(&self, out: &mut BytesMut) {
         out.put_u16(self.vehicle_speed);
         out.put_u8(self.atmospheric_pressure);
         out.put_u8(self.net_torque);
@@ -248,10 +272,6 @@ impl EngineData {
         out.put_u16(self.dpf_pressure_drop);
         out.put_u8(self.coolant_temperature);
         out.put_u8(self.fuel_level);
-        out.put_u8(self.position_status.0);
-        out.put_u32(self.longitude);
-        out.put_u32(self.latitude);
-        out.put_u32(self.odometer);
     }
 
     /// Vehicle speed, km/h.

@@ -57,6 +57,18 @@ pub enum MessageError {
         /// Offset of the type byte in the data unit.
         offset: usize,
     },
+    /// A body in the signed-bodies layout is not followed by a valid signature block.
+    #[error("no SM2 signature block (0x20 + R(32) + 0x20 + S(32)) at data offset {offset}")]
+    BadSignatureBlock {
+        /// Offset where the block should start.
+        offset: usize,
+    },
+    /// Layout detection: no real-time layout walks the data unit.
+    #[error("no real-time layout fits ({tried})")]
+    NoLayoutFits {
+        /// Each layout tried and why it failed.
+        tried: String,
+    },
     /// Bytes left after a data unit with a fixed layout.
     #[error("{what}: {extra} unexpected bytes after the data unit")]
     TrailingBytes {

@@ -13,6 +13,42 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Start marker `##`, confirmed on the public sample frames.
 pub const START_MARKER: [u8; 2] = [0x23, 0x23];
+/// Start marker `~~` that one T-box maker's firmware uses in HJ mode (field notes, single source).
+pub const TILDE_MARKER: [u8; 2] = [0x7E, 0x7E];
+
+/// The two start markers seen in the field. A terminal is answered with the marker it used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StartMarker {
+    /// `##` (GB 17691 / HJ 1239 text, every public sample).
+    #[default]
+    Hash,
+    /// `~~` (one T-box maker's HJ mode).
+    Tilde,
+}
+
+impl StartMarker {
+    /// Every accepted marker, in one table.
+    pub const ALL: [StartMarker; 2] = [StartMarker::Hash, StartMarker::Tilde];
+
+    /// The two wire bytes.
+    pub fn bytes(self) -> [u8; 2] {
+        match self {
+            StartMarker::Hash => START_MARKER,
+            StartMarker::Tilde => TILDE_MARKER,
+        }
+    }
+
+    /// The marker `bytes` start with, if any.
+    pub fn at_start(bytes: &[u8]) -> Option<StartMarker> {
+        let head = bytes.get(..2)?;
+        Self::ALL.into_iter().find(|m| m.bytes() == head)
+    }
+
+    /// The marker whose bytes are both `b` (a marker is one byte twice).
+    pub fn of_byte(b: u8) -> Option<StartMarker> {
+        Self::ALL.into_iter().find(|m| m.bytes()[0] == b)
+    }
+}
 /// Bytes before the data unit: marker(2) + command(1) + VIN(17) + version(1) + encryption(1) + length(2).
 pub const HEADER_LEN: usize = 24;
 /// Bytes of a frame that are not data: the header plus the trailing BCC.
@@ -134,6 +170,8 @@ impl fmt::Display for Encryption {
 /// `data` is a zero-copy slice of the receive buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// Start marker the frame came with (answers reuse it).
+    pub marker: StartMarker,
     /// Command code (0x01 login … 0x05 time calibration, 0x80–0xFE platform-defined).
     pub command: u8,
     /// Vehicle VIN or machine environmental code.
@@ -174,7 +212,7 @@ impl Frame {
             .map_err(|_| FrameEncodeError::DataTooLong { len: self.data.len() })?;
         dst.reserve(self.wire_len());
         let start = dst.len();
-        dst.put_slice(&START_MARKER);
+        dst.put_slice(&self.marker.bytes());
         dst.put_u8(self.command);
         dst.put_slice(&self.vin.0);
         dst.put_u8(self.software_version);
@@ -236,13 +274,14 @@ pub(crate) fn header_vin(bytes: &[u8]) -> Option<Vin> {
 /// Uses checked access throughout; a malformed input yields an empty-data frame rather than a panic,
 /// but callers only pass checked frames.
 pub(crate) fn frame_from_checked(frame: Bytes) -> Frame {
+    let marker = StartMarker::at_start(&frame).unwrap_or_default();
     let command = frame.get(2).copied().unwrap_or(0);
     let vin = frame.get(3..20).and_then(|s| <[u8; 17]>::try_from(s).ok()).map(Vin).unwrap_or(Vin([0; 17]));
     let software_version = frame.get(20).copied().unwrap_or(0);
     let encryption = Encryption::from_byte(frame.get(21).copied().unwrap_or(0x01));
     let end = frame.len().saturating_sub(1).max(HEADER_LEN);
     let data = if frame.len() > HEADER_LEN { frame.slice(HEADER_LEN..end) } else { Bytes::new() };
-    Frame { command, vin, software_version, encryption, data }
+    Frame { marker, command, vin, software_version, encryption, data }
 }
 
 #[cfg(test)]
@@ -270,6 +309,7 @@ mod tests {
     #[test]
     fn encode_then_parse() {
         let f = Frame {
+            marker: StartMarker::Hash,
             command: 0x04,
             vin: Vin::try_from("LG6ZDANH7EY208182").unwrap(),
             software_version: 2,
@@ -288,6 +328,7 @@ mod tests {
     #[test]
     fn oversized_data_is_an_encode_error() {
         let f = Frame {
+            marker: StartMarker::Hash,
             command: 0x02,
             vin: Vin([b'A'; 17]),
             software_version: 0,

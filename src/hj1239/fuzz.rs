@@ -11,10 +11,15 @@ use tokio_util::codec::Decoder;
 use super::answer::Answer;
 use super::codec::{CodecStats, Decoded, FrameCodec};
 use super::frame::Frame;
-use super::message::{Dialect, Message};
+use super::message::{Dialect, LayoutChoice, Message};
 use super::report::{BodyLayout, InfoBody};
 
-const LAYOUTS: [BodyLayout; 2] = [BodyLayout::Gb17691, BodyLayout::Hj1239];
+const LAYOUTS: [LayoutChoice; 4] = [
+    LayoutChoice::Fixed(BodyLayout::Gb17691),
+    LayoutChoice::Fixed(BodyLayout::Hj1239),
+    LayoutChoice::Fixed(BodyLayout::SignedBodies),
+    LayoutChoice::Detect { prefer: None },
+];
 const DIALECTS: [Dialect; 2] = [Dialect::Vehicle, Dialect::Machinery];
 
 /// Feeds `input` through [`FrameCodec`] in several chunkings and through every message decoder.

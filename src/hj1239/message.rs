@@ -3,6 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::alarm::{Activation, TamperAlarm};
 use super::crypto::{plaintext, Decryptor, NoKeys};
 use super::error::MessageError;
 use super::frame::{Encryption, Frame, Vin, MAX_WIRE_DATA_LEN};
@@ -21,8 +22,12 @@ pub mod command {
     pub const REISSUE: u8 = 0x03;
     /// Vehicle logout.
     pub const LOGOUT: u8 = 0x04;
-    /// Terminal time calibration (trucks) / removal alarm (one machinery parser; see `Dialect`).
+    /// Terminal time calibration (trucks) / removal alarm (machinery; see `Dialect`).
     pub const TIME_CALIBRATION: u8 = 0x05;
+    /// Truck tamper/removal alarm (field notes, multi).
+    pub const TAMPER_ALARM: u8 = 0x06;
+    /// Activation (备案) request to the national platform (field notes, multi); not answered here.
+    pub const ACTIVATION: u8 = 0x07;
     /// First platform-defined code; 0x80..=0xFE are passed through.
     pub const PLATFORM_DEFINED_FIRST: u8 = 0x80;
     /// Last platform-defined code. 0xFF is not in the platform range and is treated as reserved.
@@ -42,7 +47,12 @@ pub enum Command {
     Logout,
     /// 0x05.
     TimeCalibration,
-    /// 0x06–0x7F and 0xFF: reject the frame, keep the connection.
+    /// 0x06.
+    TamperAlarm,
+    /// 0x07.
+    Activation,
+    /// 0x08–0x7F and 0xFF: reject the frame, keep the connection (0x08 is the national
+    /// platform's activation answer, never a terminal's).
     Reserved(u8),
     /// 0x80–0xFE: pass through.
     PlatformDefined(u8),
@@ -57,6 +67,8 @@ impl Command {
             command::REISSUE => Command::Reissue,
             command::LOGOUT => Command::Logout,
             command::TIME_CALIBRATION => Command::TimeCalibration,
+            command::TAMPER_ALARM => Command::TamperAlarm,
+            command::ACTIVATION => Command::Activation,
             command::PLATFORM_DEFINED_FIRST..=command::PLATFORM_DEFINED_LAST => Command::PlatformDefined(b),
             other => Command::Reserved(other),
         }
@@ -70,9 +82,47 @@ pub enum Dialect {
     /// Heavy-duty vehicles (GB 17691 / HJ 1239): 0x05 is time calibration.
     #[default]
     Vehicle,
-    /// Non-road machinery (HJ 1322, UNVERIFIED): 0x02/0x03 use the machinery header
-    /// ([`MachineryReport`]) and 0x05 is the removal (tamper) alarm, kept raw.
+    /// Non-road machinery (HJ 1322): 0x02/0x03 in the machinery layout ([`MachineryReport`]),
+    /// falling back to the truck layouts (machine terminals on truck firmware), and 0x05 is the
+    /// removal (tamper) alarm.
     Machinery,
+}
+
+/// How a receiver picks the real-time/reissue body layout: one fixed layout (a listener
+/// override, tests) or detection per frame, trying a preferred layout first (the one the terminal
+/// used last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LayoutChoice {
+    /// Only this layout.
+    Fixed(BodyLayout),
+    /// Whichever layout fits ([`InfoReport::detect`]).
+    Detect {
+        /// Tried first.
+        prefer: Option<BodyLayout>,
+    },
+}
+
+impl From<BodyLayout> for LayoutChoice {
+    fn from(l: BodyLayout) -> Self {
+        LayoutChoice::Fixed(l)
+    }
+}
+
+impl LayoutChoice {
+    fn report(self, data: &[u8]) -> Result<InfoReport, MessageError> {
+        match self {
+            LayoutChoice::Fixed(l) => InfoReport::decode(data, l),
+            LayoutChoice::Detect { prefer } => InfoReport::detect(data, prefer),
+        }
+    }
+
+    /// Name for logs: the fixed layout, or `detect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LayoutChoice::Fixed(l) => l.name(),
+            LayoutChoice::Detect { .. } => "detect",
+        }
+    }
 }
 
 /// 0x01 vehicle login.
@@ -125,8 +175,12 @@ pub enum Message {
     MachineryRealTime(MachineryReport),
     /// 0x03 (Machinery dialect, UNVERIFIED layout).
     MachineryReissue(MachineryReport),
-    /// 0x05 (Machinery dialect): removal (tamper) alarm, body kept raw (UNVERIFIED layout).
-    RemovalAlarm(Bytes),
+    /// 0x05 (Machinery dialect): removal (tamper) alarm.
+    RemovalAlarm(TamperAlarm),
+    /// 0x06: truck tamper/removal alarm.
+    TamperAlarm(TamperAlarm),
+    /// 0x07: activation request (counted and logged, not answered).
+    Activation(Activation),
     /// 0x80–0xFE: platform-defined, passed through raw.
     PlatformDefined {
         /// Command byte.
@@ -136,17 +190,52 @@ pub enum Message {
     },
 }
 
+/// A machine's report in the machinery layout, or (some machine terminals run truck firmware)
+/// in a truck layout.
+enum MachineReport {
+    Machinery(MachineryReport),
+    Truck(InfoReport),
+}
+
+impl MachineReport {
+    fn either(
+        self,
+        m: impl FnOnce(MachineryReport) -> Message,
+        t: impl FnOnce(InfoReport) -> Message,
+    ) -> Message {
+        match self {
+            MachineReport::Machinery(r) => m(r),
+            MachineReport::Truck(r) => t(r),
+        }
+    }
+}
+
+/// The machinery layout first, then the truck layout choice; the error names both attempts.
+fn machinery_or_truck(data: &[u8], layout: LayoutChoice) -> Result<MachineReport, MessageError> {
+    let machinery_err = match MachineryReport::decode(data) {
+        Ok(r) => return Ok(MachineReport::Machinery(r)),
+        Err(e) => e,
+    };
+    layout.report(data).map(MachineReport::Truck).map_err(|truck_err| MessageError::NoLayoutFits {
+        tried: format!("machinery: {machinery_err}; {}: {truck_err}", layout.name()),
+    })
+}
+
 impl Message {
     /// Decodes an unencrypted frame. Encrypted frames fail with
     /// [`MessageError::EncryptedFrameNoKey`]; use [`Message::decode_with`] to supply keys.
-    pub fn decode(frame: &Frame, layout: BodyLayout, dialect: Dialect) -> Result<Self, MessageError> {
+    pub fn decode(
+        frame: &Frame,
+        layout: impl Into<LayoutChoice>,
+        dialect: Dialect,
+    ) -> Result<Self, MessageError> {
         Self::decode_with(frame, layout, dialect, &NoKeys)
     }
 
     /// Decodes a frame, decrypting its data unit through `decryptor` when it is encrypted.
     pub fn decode_with(
         frame: &Frame,
-        layout: BodyLayout,
+        layout: impl Into<LayoutChoice>,
         dialect: Dialect,
         decryptor: &dyn Decryptor,
     ) -> Result<Self, MessageError> {
@@ -162,9 +251,10 @@ impl Message {
     pub fn decode_data(
         command: u8,
         data: &Bytes,
-        layout: BodyLayout,
+        layout: impl Into<LayoutChoice>,
         dialect: Dialect,
     ) -> Result<Self, MessageError> {
+        let layout = layout.into();
         match (Command::from_byte(command), dialect) {
             (Command::Login, _) => {
                 let mut r = Reader::new(data);
@@ -181,19 +271,21 @@ impl Message {
                 let extra = data.slice(r.offset()..);
                 Ok(Message::Logout(Logout { time, serial, extra }))
             }
-            (Command::RealTime, Dialect::Vehicle) => InfoReport::decode(data, layout).map(Message::RealTime),
-            (Command::Reissue, Dialect::Vehicle) => InfoReport::decode(data, layout).map(Message::Reissue),
-            (Command::RealTime, Dialect::Machinery) => {
-                MachineryReport::decode(data).map(Message::MachineryRealTime)
-            }
-            (Command::Reissue, Dialect::Machinery) => {
-                MachineryReport::decode(data).map(Message::MachineryReissue)
-            }
+            (Command::RealTime, Dialect::Vehicle) => layout.report(data).map(Message::RealTime),
+            (Command::Reissue, Dialect::Vehicle) => layout.report(data).map(Message::Reissue),
+            (Command::RealTime, Dialect::Machinery) => machinery_or_truck(data, layout)
+                .map(|r| r.either(Message::MachineryRealTime, Message::RealTime)),
+            (Command::Reissue, Dialect::Machinery) => machinery_or_truck(data, layout)
+                .map(|r| r.either(Message::MachineryReissue, Message::Reissue)),
             (Command::TimeCalibration, Dialect::Vehicle) => {
                 Reader::new(data).finish("time calibration request")?;
                 Ok(Message::TimeCalibration)
             }
-            (Command::TimeCalibration, Dialect::Machinery) => Ok(Message::RemovalAlarm(data.clone())),
+            (Command::TimeCalibration, Dialect::Machinery) => {
+                TamperAlarm::decode(data).map(Message::RemovalAlarm)
+            }
+            (Command::TamperAlarm, _) => TamperAlarm::decode(data).map(Message::TamperAlarm),
+            (Command::Activation, _) => Activation::decode(data).map(Message::Activation),
             (Command::PlatformDefined(command), _) => {
                 Ok(Message::PlatformDefined { command, data: data.clone() })
             }
@@ -209,6 +301,8 @@ impl Message {
             Message::Reissue(_) | Message::MachineryReissue(_) => command::REISSUE,
             Message::Logout(_) => command::LOGOUT,
             Message::TimeCalibration | Message::RemovalAlarm(_) => command::TIME_CALIBRATION,
+            Message::TamperAlarm(_) => command::TAMPER_ALARM,
+            Message::Activation(_) => command::ACTIVATION,
             Message::PlatformDefined { command, .. } => *command,
         }
     }
@@ -231,7 +325,9 @@ impl Message {
             Message::RealTime(r) | Message::Reissue(r) => r.encode(&mut out)?,
             Message::MachineryRealTime(m) | Message::MachineryReissue(m) => m.encode(&mut out),
             Message::TimeCalibration => {}
-            Message::RemovalAlarm(d) | Message::PlatformDefined { data: d, .. } => out.put_slice(d),
+            Message::RemovalAlarm(a) | Message::TamperAlarm(a) => a.encode(&mut out),
+            Message::Activation(a) => a.encode(&mut out),
+            Message::PlatformDefined { data: d, .. } => out.put_slice(d),
         }
         if out.len() > MAX_WIRE_DATA_LEN {
             return Err(MessageError::DataTooLong { len: out.len() });
@@ -242,6 +338,7 @@ impl Message {
     /// A complete unencrypted frame carrying this message (terminal simulators, tests).
     pub fn to_frame(&self, vin: Vin, software_version: u8) -> Result<Frame, MessageError> {
         Ok(Frame {
+            marker: super::frame::StartMarker::Hash,
             command: self.command(),
             vin,
             software_version,
@@ -257,6 +354,7 @@ mod tests {
 
     fn frame(command: u8, data: &[u8]) -> Frame {
         Frame {
+            marker: crate::hj1239::StartMarker::Hash,
             command,
             vin: Vin([b'A'; 17]),
             software_version: 1,
@@ -267,7 +365,9 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(Command::from_byte(0x06), Command::Reserved(0x06));
+        assert_eq!(Command::from_byte(0x06), Command::TamperAlarm);
+        assert_eq!(Command::from_byte(0x07), Command::Activation);
+        assert_eq!(Command::from_byte(0x08), Command::Reserved(0x08));
         assert_eq!(Command::from_byte(0x7F), Command::Reserved(0x7F));
         assert_eq!(Command::from_byte(0x80), Command::PlatformDefined(0x80));
         assert_eq!(Command::from_byte(0xFE), Command::PlatformDefined(0xFE));
@@ -301,10 +401,34 @@ mod tests {
             Message::decode(&f, BodyLayout::Gb17691, Dialect::Vehicle),
             Err(MessageError::TrailingBytes { .. })
         ));
-        assert_eq!(
+        assert!(matches!(
             Message::decode(&f, BodyLayout::Gb17691, Dialect::Machinery),
-            Ok(Message::RemovalAlarm(Bytes::from_static(&[0x01])))
-        );
+            Err(MessageError::Truncated { .. })
+        ));
+        let mut alarm = vec![0x18, 0x07, 0x01, 0x08, 0x00, 0x00, 0x00, 0x03, 0x01];
+        alarm.extend(117_200_000u32.to_be_bytes());
+        alarm.extend(31_300_000u32.to_be_bytes());
+        let f = frame(0x05, &alarm);
+        let Ok(Message::RemovalAlarm(a)) = Message::decode(&f, BodyLayout::Gb17691, Dialect::Machinery)
+        else {
+            panic!("removal alarm")
+        };
+        assert_eq!(a.serial, 3);
+        assert!(a.position().is_none(), "status bit0 set: fix invalid");
+    }
+
+    #[test]
+    fn machine_on_truck_firmware_falls_back_to_the_truck_layouts() {
+        // HJ truck layout: send time + serial, one hybrid body with its collection time.
+        let mut data = vec![0x18, 0x03, 0x0F, 0x08, 0x1E, 0x0A, 0x00, 0x01, 0x04];
+        data.extend([0x18, 0x03, 0x0F, 0x08, 0x1E, 0x09]);
+        data.extend([1, 2, 3, 4, 5, 6, 7, 8]);
+        let f = frame(0x02, &data);
+        let m = Message::decode(&f, LayoutChoice::Detect { prefer: None }, Dialect::Machinery).unwrap();
+        assert!(matches!(m, Message::RealTime(InfoReport::Hj1239(_))));
+        let e =
+            Message::decode(&frame(0x02, &data[..12]), BodyLayout::Hj1239, Dialect::Machinery).unwrap_err();
+        assert!(e.to_string().contains("machinery: ") && e.to_string().contains("hj1239: "), "{e}");
     }
 
     #[test]

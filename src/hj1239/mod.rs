@@ -49,7 +49,8 @@
 //! Values the reference marks UNVERIFIED live behind one const/table each, labelled UNVERIFIED:
 //! the non-GB encryption mapping ([`ENCRYPTION_TABLE`]), sentinels ([`engine::sentinel`]), the
 //! 0x80 body length ([`report::body_type`]), the gas-engine tail, the login/logout answer body
-//! ([`answer`]), DTC byte order ([`obd::Dtc`]), and the whole machinery layout ([`machinery`]).
+//! ([`answer`]), DTC byte orders ([`obd::Dtc`], [`obd::THREE_BYTE_DTC_PROTOCOLS`]), layout
+//! detection order ([`DETECTION_ORDER`]), and the machinery details ([`machinery`]).
 
 // Input comes from untrusted terminals: no unsafe, and no panicking shortcuts outside tests.
 #![forbid(unsafe_code)]
@@ -64,6 +65,7 @@
     )
 )]
 
+mod alarm;
 pub mod answer;
 mod codec;
 pub mod crypto;
@@ -79,16 +81,23 @@ pub mod report;
 pub mod signature;
 mod time;
 
+pub use alarm::{Activation, TamperAlarm};
 pub use answer::Answer;
 pub use codec::{CodecEncodeError, CodecStats, Decoded, FrameCodec, FrameError, DEFAULT_MAX_DATA_LEN};
 pub use crypto::{DecryptError, Decryptor, NoKeys};
 pub use engine::{EngineData, GasEngineData, GeoPoint, PositionStatus};
 pub use error::MessageError;
-pub use frame::{bcc, Encryption, Frame, FrameEncodeError, Vin, ENCRYPTION_TABLE};
+pub use frame::{bcc, Encryption, Frame, FrameEncodeError, StartMarker, Vin, ENCRYPTION_TABLE};
 pub use fuzz::fuzz_harness;
-pub use machinery::MachineryReport;
-pub use message::{command, Command, Dialect, Login, Logout, Message};
-pub use obd::{Dtc, ObdInfo};
-pub use report::{BodyLayout, GbRecord, GbReport, HjRecord, HjReport, InfoBody, InfoReport};
+pub use machinery::{
+    EmissionDiagnostics, LampStatus, MachineryBody, MachineryRecord, MachineryReport, MachineryStream,
+    PeriodStatistics,
+};
+pub use message::{command, Command, Dialect, LayoutChoice, Login, Logout, Message};
+pub use obd::{Dtc, DtcReading, ObdInfo};
+pub use report::{
+    BodyLayout, GbRecord, GbReport, HjRecord, HjReport, InfoBody, InfoReport, SignedRecord, SignedReport,
+    DETECTION_ORDER,
+};
 pub use signature::Sm2Signature;
 pub use time::{decode_time_epoch_millis, decode_time_local, TerminalTime, TimeError};

@@ -18,12 +18,71 @@ pub const FAULT_COUNT_INVALID_FIRST: u8 = 0xFE;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Dtc(pub [u8; 4]);
 
+/// OBD protocol bytes whose terminals send ISO 27145 / SAE J1979 style DTCs (3-byte DTC + status
+/// byte) instead of J1939 SPN/FMI: 0 ISO 15765 (J1979 over CAN), 1 ISO 27145 (WWH-OBD), 3 ISO
+/// 15031 (machinery diagnostics). Everything else is read as J1939. One table; UNVERIFIED which
+/// protocols each terminal firmware really maps to which DTC format.
+pub const THREE_BYTE_DTC_PROTOCOLS: &[u8] = &[0, 1, 3];
+
+/// A DTC read according to the OBD protocol it came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DtcReading {
+    /// SAE J1939: suspect parameter number, failure mode identifier, occurrence count.
+    J1939 {
+        /// SPN.
+        spn: u32,
+        /// FMI.
+        fmi: u8,
+        /// Occurrence count (low 7 bits of byte 4).
+        occurrence: u8,
+    },
+    /// ISO 27145 / SAE J1979: 2-byte DTC (letter + 4 digits), failure type byte, status byte.
+    /// Assumed byte order (UNVERIFIED): DTC high, DTC low, failure type, status.
+    Obd {
+        /// DTC bytes (high, low), e.g. 0x20 0x47 = P2047.
+        code: [u8; 2],
+        /// Failure type byte (ISO 14229 "low byte").
+        failure_type: u8,
+        /// DTC status byte.
+        status: u8,
+    },
+}
+
+impl std::fmt::Display for DtcReading {
+    /// `SPN 3226 FMI 2 OC 1`, or `P2047-1C status 0x08`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            DtcReading::J1939 { spn, fmi, occurrence } => write!(f, "SPN {spn} FMI {fmi} OC {occurrence}"),
+            DtcReading::Obd { code: [hi, lo], failure_type, status } => {
+                let letter = ['P', 'C', 'B', 'U'].get(usize::from(hi >> 6)).copied().unwrap_or('P');
+                write!(
+                    f,
+                    "{letter}{}{:X}{lo:02X}-{failure_type:02X} status 0x{status:02X}",
+                    (hi >> 4) & 0x03,
+                    hi & 0x0F
+                )
+            }
+        }
+    }
+}
+
 impl Dtc {
     /// (SPN, FMI) under the J1939-73 byte order assumption (UNVERIFIED).
     pub fn j1939_spn_fmi(&self) -> (u32, u8) {
         let [b0, b1, b2, _] = self.0;
         let spn = u32::from(b0) | (u32::from(b1) << 8) | (u32::from(b2 >> 5) << 16);
         (spn, b2 & 0x1F)
+    }
+
+    /// The DTC read by the OBD protocol byte of its body ([`THREE_BYTE_DTC_PROTOCOLS`]).
+    pub fn read(&self, protocol: u8) -> DtcReading {
+        let [b0, b1, b2, b3] = self.0;
+        if THREE_BYTE_DTC_PROTOCOLS.contains(&protocol) {
+            DtcReading::Obd { code: [b0, b1], failure_type: b2, status: b3 }
+        } else {
+            let (spn, fmi) = self.j1939_spn_fmi();
+            DtcReading::J1939 { spn, fmi, occurrence: b3 & 0x7F }
+        }
     }
 }
 
@@ -200,6 +259,16 @@ mod tests {
         // SPN 3226 (0x0C9A), FMI 2.
         let d = Dtc([0x9A, 0x0C, 0x02, 0x01]);
         assert_eq!(d.j1939_spn_fmi(), (3226, 2));
+    }
+
+    #[test]
+    fn dtc_read_by_protocol() {
+        let d = Dtc([0x20, 0x47, 0x1C, 0x08]);
+        assert_eq!(d.read(1).to_string(), "P2047-1C status 0x08");
+        assert_eq!(d.read(0).to_string(), "P2047-1C status 0x08");
+        assert!(matches!(d.read(2), DtcReading::J1939 { .. }));
+        assert_eq!(Dtc([0xC1, 0x00, 0x00, 0x00]).read(1).to_string(), "U0100-00 status 0x00");
+        assert_eq!(Dtc([0x9A, 0x0C, 0x02, 0x81]).read(2).to_string(), "SPN 3226 FMI 2 OC 1");
     }
 
     #[test]

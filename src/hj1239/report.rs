@@ -1,6 +1,13 @@
 //! Data units of real-time (0x02) and reissue (0x03) frames: a time followed by info bodies, in one
-//! of the two layouts seen in the field. Neither layout carries a per-body length, so an unknown
-//! body type ends the walk with [`MessageError::UnknownInfoType`] (the whole frame is dropped).
+//! of the three layouts seen in the field ([`BodyLayout`]). No layout carries a per-body length, so
+//! an unknown body type ends the walk with [`MessageError::UnknownInfoType`] (the whole frame is
+//! dropped).
+//!
+//! Real fleets mix terminal makes on one gateway, so the layout is detected per frame
+//! ([`InfoReport::detect`]): the layout a terminal used last is tried first, then
+//! [`DETECTION_ORDER`]; the first layout that walks the whole data unit wins. The layouts differ
+//! in where the serial and the times sit, so a data unit that walks cleanly in two of them is
+//! improbable (every time field must be a valid date and the bodies must end exactly at the end).
 
 use bytes::{BufMut, BytesMut};
 
@@ -8,7 +15,7 @@ use super::engine::{EngineData, GasEngineData};
 use super::error::MessageError;
 use super::obd::ObdInfo;
 use super::reader::Reader;
-use super::signature::Sm2Signature;
+use super::signature::{Sm2Signature, SIGNATURE_WIRE_LEN};
 use super::time::TerminalTime;
 
 /// Which body layout a terminal (or listener) uses. The gateway configures it per listener or per
@@ -22,7 +29,27 @@ pub enum BodyLayout {
     /// HJ 1239 (terminal firmware): time(6) + serial u16, then repeated
     /// { type(1) + collection time(6) + body }, optionally ending with an SM2 signature block.
     Hj1239,
+    /// Signed bodies (a 2019 server's test frame, single source): collection time(6) + report
+    /// serial u16, then repeated { type(1) + body + SM2 signature block }; no per-body time.
+    SignedBodies,
 }
+
+impl BodyLayout {
+    /// Stable name for logs, metrics and configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyLayout::Gb17691 => "gb17691",
+            BodyLayout::Hj1239 => "hj1239",
+            BodyLayout::SignedBodies => "signed_bodies",
+        }
+    }
+}
+
+/// Order in which [`InfoReport::detect`] tries the layouts for a terminal whose layout is not
+/// known yet. UNVERIFIED: no source says which layout is most common; GB 17691 comes first
+/// because both public real-time samples use it, the single-source signed-bodies layout last.
+pub const DETECTION_ORDER: [BodyLayout; 3] =
+    [BodyLayout::Gb17691, BodyLayout::Hj1239, BodyLayout::SignedBodies];
 
 /// Info body type codes and, for the opaque ones, their fixed lengths (one table).
 pub mod body_type {
@@ -159,6 +186,26 @@ pub struct HjReport {
     pub signature: Option<Sm2Signature>,
 }
 
+/// Signed-bodies layout record: a body and the SM2 signature that follows it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SignedRecord {
+    /// The body.
+    pub body: InfoBody,
+    /// The signature over it (kept raw; verified where a key is configured).
+    pub signature: Sm2Signature,
+}
+
+/// Signed-bodies layout data unit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SignedReport {
+    /// Collection time, shared by all records.
+    pub time: TerminalTime,
+    /// Report serial number.
+    pub serial: u16,
+    /// Records in wire order.
+    pub records: Vec<SignedRecord>,
+}
+
 /// The data unit of a real-time or reissue frame.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum InfoReport {
@@ -166,6 +213,8 @@ pub enum InfoReport {
     Gb17691(GbReport),
     /// HJ 1239 layout.
     Hj1239(HjReport),
+    /// Signed-bodies layout.
+    Signed(SignedReport),
 }
 
 impl InfoReport {
@@ -202,7 +251,37 @@ impl InfoReport {
                 }
                 Ok(InfoReport::Hj1239(HjReport { time, serial, records, signature }))
             }
+            BodyLayout::SignedBodies => {
+                let time = r.time("collection time")?;
+                let serial = r.u16("report serial")?;
+                let mut records = Vec::new();
+                while r.remaining() > 0 {
+                    let (info_type, offset) = read_type(&mut r)?;
+                    let body = InfoBody::decode(info_type, offset, &mut r)?;
+                    let offset = r.offset();
+                    let block = r.take(SIGNATURE_WIRE_LEN, "body signature")?;
+                    let signature =
+                        Sm2Signature::parse_block(block).ok_or(MessageError::BadSignatureBlock { offset })?;
+                    records.push(SignedRecord { body, signature });
+                }
+                Ok(InfoReport::Signed(SignedReport { time, serial, records }))
+            }
         }
+    }
+
+    /// Decodes a data unit in whichever layout fits: `prefer` first (the layout this terminal
+    /// used before), then [`DETECTION_ORDER`]. The error names every layout tried and why it
+    /// failed.
+    pub fn detect(data: &[u8], prefer: Option<BodyLayout>) -> Result<Self, MessageError> {
+        let order = prefer.into_iter().chain(DETECTION_ORDER.into_iter().filter(|l| Some(*l) != prefer));
+        let mut tried = Vec::new();
+        for layout in order {
+            match Self::decode(data, layout) {
+                Ok(report) => return Ok(report),
+                Err(e) => tried.push(format!("{}: {e}", layout.name())),
+            }
+        }
+        Err(MessageError::NoLayoutFits { tried: tried.join("; ") })
     }
 
     /// Appends the data unit.
@@ -228,6 +307,15 @@ impl InfoReport {
                     sig.encode(out);
                 }
             }
+            InfoReport::Signed(g) => {
+                out.put_slice(&g.time.to_bytes());
+                out.put_u16(g.serial);
+                for rec in &g.records {
+                    out.put_u8(rec.body.info_type());
+                    rec.body.encode(out)?;
+                    rec.signature.encode(out);
+                }
+            }
         }
         Ok(())
     }
@@ -237,6 +325,7 @@ impl InfoReport {
         match self {
             InfoReport::Gb17691(_) => BodyLayout::Gb17691,
             InfoReport::Hj1239(_) => BodyLayout::Hj1239,
+            InfoReport::Signed(_) => BodyLayout::SignedBodies,
         }
     }
 
@@ -245,16 +334,24 @@ impl InfoReport {
         match self {
             InfoReport::Gb17691(g) => g.time,
             InfoReport::Hj1239(h) => h.time,
+            InfoReport::Signed(g) => g.time,
         }
     }
 
     /// Every body with the time it was collected, whatever the layout: the pipeline's view.
     pub fn bodies(&self) -> impl Iterator<Item = (TerminalTime, &InfoBody)> + '_ {
-        let (gb, hj) = match self {
-            InfoReport::Gb17691(g) => (Some(g.records.iter().map(|r| (g.time, &r.body))), None),
-            InfoReport::Hj1239(h) => (None, Some(h.records.iter().map(|r| (r.collected_at, &r.body)))),
+        let (gb, hj, signed) = match self {
+            InfoReport::Gb17691(g) => (Some(g.records.iter().map(|r| (g.time, &r.body))), None, None),
+            InfoReport::Hj1239(h) => (None, Some(h.records.iter().map(|r| (r.collected_at, &r.body))), None),
+            InfoReport::Signed(g) => (None, None, Some(g.records.iter().map(|r| (g.time, &r.body)))),
         };
-        gb.into_iter().flatten().chain(hj.into_iter().flatten())
+        gb.into_iter().flatten().chain(hj.into_iter().flatten()).chain(signed.into_iter().flatten())
+    }
+
+    /// Whether every body shares the report's one time (GB and signed-bodies layouts): the
+    /// gateway then spreads several engine bodies over consecutive seconds.
+    pub fn shares_one_time(&self) -> bool {
+        !matches!(self, InfoReport::Hj1239(_))
     }
 }
 
@@ -296,6 +393,60 @@ mod tests {
         let mut out = BytesMut::new();
         rep.encode(&mut out).unwrap();
         assert_eq!(&out[..], &data[..]);
+    }
+
+    /// The field frame of defect 1: time + serial, then type + body + signature, no body time.
+    fn signed_bodies_data() -> Vec<u8> {
+        let mut data = t().to_vec();
+        data.extend([0x00, 0x05]);
+        data.push(body_type::HYBRID);
+        data.extend([1, 2, 3, 4, 5, 6, 7, 8]);
+        data.push(32);
+        data.extend([0x11; 32]);
+        data.push(32);
+        data.extend([0x22; 32]);
+        data.push(body_type::SUPPLEMENTARY);
+        data.extend([9; 17]);
+        data.push(32);
+        data.extend([0x33; 32]);
+        data.push(32);
+        data.extend([0x44; 32]);
+        data
+    }
+
+    #[test]
+    fn signed_bodies_layout_is_rejected_by_the_other_two_and_detected() {
+        let data = signed_bodies_data();
+        assert!(InfoReport::decode(&data, BodyLayout::Gb17691).is_err());
+        assert!(InfoReport::decode(&data, BodyLayout::Hj1239).is_err());
+        let rep = InfoReport::detect(&data, None).unwrap();
+        let InfoReport::Signed(g) = &rep else { panic!("layout {:?}", rep.layout()) };
+        assert_eq!(g.serial, 5);
+        assert_eq!(g.records.len(), 2);
+        assert_eq!(g.records[1].signature.s, [0x44; 32]);
+        assert_eq!(rep.bodies().count(), 2);
+        let mut out = BytesMut::new();
+        rep.encode(&mut out).unwrap();
+        assert_eq!(&out[..], &data[..]);
+        // A broken signature length byte is a typed error naming every layout tried.
+        let mut bad = data.clone();
+        bad[6 + 2 + 1 + 8] = 33;
+        let err = InfoReport::detect(&bad, Some(BodyLayout::SignedBodies)).unwrap_err();
+        assert!(err.to_string().contains("signed_bodies: "), "{err}");
+    }
+
+    #[test]
+    fn remembered_layout_is_tried_first() {
+        // Time only: GB (no bodies) fits; so would nothing else. Time + serial: HJ and signed fit
+        // with no bodies; the preferred one wins.
+        let mut data = t().to_vec();
+        data.extend([0x00, 0x01]);
+        assert_eq!(InfoReport::detect(&data, None).unwrap().layout(), BodyLayout::Hj1239);
+        assert_eq!(
+            InfoReport::detect(&data, Some(BodyLayout::SignedBodies)).unwrap().layout(),
+            BodyLayout::SignedBodies
+        );
+        assert_eq!(InfoReport::detect(&t(), Some(BodyLayout::Hj1239)).unwrap().layout(), BodyLayout::Gb17691);
     }
 
     #[test]

@@ -168,6 +168,28 @@ impl ObdInfo {
         .into_iter()
         .find(|(_, len, max)| len > max)
     }
+
+    /// The fault codes read by the OBD protocol (ISO 15765 / ISO 27145: `P2047-1C status 0x08`;
+    /// J1939: `SPN 3226 FMI 2 OC 1`; unknown protocol: the raw hex). Derived from the stored raw
+    /// codes and protocol, so a corrected reading applies to old records too.
+    pub fn fault_codes_readable(&self) -> Option<Vec<String>> {
+        let protocol = match self.protocol {
+            ObdProtocol::Iso15765 => Some(0),
+            ObdProtocol::Iso27145 => Some(1),
+            ObdProtocol::SaeJ1939 => Some(2),
+            ObdProtocol::Unknown | ObdProtocol::Invalid => None,
+        };
+        let codes = self.fault_codes.as_ref()?;
+        Some(
+            codes
+                .iter()
+                .map(|&raw| match protocol {
+                    Some(p) => crate::hj1239::Dtc(raw.to_be_bytes()).read(p).to_string(),
+                    None => format!("{raw:08X}"),
+                })
+                .collect(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

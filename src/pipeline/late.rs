@@ -13,7 +13,13 @@ const MAX_CONTEXT_RECORDS: usize = 16_000;
 
 pub(super) struct LateResult {
     pub new_records: Vec<TelemetryRecord>,
+    /// Records equal to the one already held for their time.
     pub duplicates: u32,
+    /// Records whose time is held by a record with *different* values: the first is kept, these
+    /// are counted apart (a terminal clock fault, not a resend).
+    pub conflicts: u32,
+    /// Time of the last conflicting record, for the data-quality flag.
+    pub last_conflict_ms: Option<i64>,
     pub violations: Vec<Violation>,
 }
 
@@ -22,12 +28,20 @@ pub(super) async fn evaluate(
     detectors: &DetectorSet,
     vehicle: &Vehicle,
     mut late: Vec<TelemetryRecord>,
+    pending: &[TelemetryRecord],
     received_ms: i64,
     context_ms: i64,
 ) -> Result<LateResult, StoreError> {
+    // Stable sort: of two same-time records in one batch, the first sent stays first.
     late.sort_by_key(|r| r.time_ms);
     let (Some(first), Some(last)) = (late.first(), late.last()) else {
-        return Ok(LateResult { new_records: Vec::new(), duplicates: 0, violations: Vec::new() });
+        return Ok(LateResult {
+            new_records: Vec::new(),
+            duplicates: 0,
+            conflicts: 0,
+            last_conflict_ms: None,
+            violations: Vec::new(),
+        });
     };
     let vin = first.vin;
     let from = first.time_ms.saturating_sub(context_ms);
@@ -35,11 +49,19 @@ pub(super) async fn evaluate(
     let context = store.records(vin, from, to, MAX_CONTEXT_RECORDS).await?;
 
     let mut timeline: BTreeMap<i64, TelemetryRecord> = context.into_iter().map(|r| (r.time_ms, r)).collect();
+    // Records of this batch already taken live are not stored yet: they hold their time too.
+    for r in pending.iter().filter(|r| r.vin == vin && (from..to).contains(&r.time_ms)) {
+        timeline.entry(r.time_ms).or_insert_with(|| r.clone());
+    }
     let mut new_records = Vec::with_capacity(late.len());
-    let mut duplicates = 0;
+    let (mut duplicates, mut conflicts, mut last_conflict_ms) = (0, 0, None);
     for r in late {
         match timeline.entry(r.time_ms) {
-            std::collections::btree_map::Entry::Occupied(_) => duplicates += 1,
+            std::collections::btree_map::Entry::Occupied(held) if *held.get() == r => duplicates += 1,
+            std::collections::btree_map::Entry::Occupied(_) => {
+                conflicts += 1;
+                last_conflict_ms = Some(r.time_ms);
+            }
             std::collections::btree_map::Entry::Vacant(slot) => {
                 slot.insert(r.clone());
                 new_records.push(r);
@@ -66,5 +88,11 @@ pub(super) async fn evaluate(
             }
         }
     }
-    Ok(LateResult { new_records, duplicates, violations: violations.into_values().collect() })
+    Ok(LateResult {
+        new_records,
+        duplicates,
+        conflicts,
+        last_conflict_ms,
+        violations: violations.into_values().collect(),
+    })
 }

@@ -74,16 +74,23 @@ pub enum PipelineError {
 pub struct Outcome {
     /// Records stored (new).
     pub stored: u32,
-    /// Records that repeated data already stored (same VIN and time).
+    /// Records that repeated data already stored (same VIN, time and values).
     pub duplicates: u32,
+    /// Records whose VIN and time were already held by a record with different values: the
+    /// first is kept, these are acknowledged but not stored (a terminal clock fault).
+    pub conflicts: u32,
 }
 
 impl Outcome {
     fn add(&mut self, o: Outcome) {
         self.stored += o.stored;
         self.duplicates += o.duplicates;
+        self.conflicts += o.conflicts;
     }
 }
+
+/// Document kind of the per-vehicle data-quality flags (`Store::documents`), keyed by VIN.
+pub const DATA_QUALITY_DOC: &str = "data_quality";
 
 type Done = oneshot::Sender<Result<Outcome, PipelineError>>;
 
@@ -104,11 +111,28 @@ enum WorkItem {
     },
 }
 
-/// Terminal session events that rules care about (R5: a logged-out terminal is not "offline").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Terminal session events that rules care about (R5: a logged-out terminal is not "offline";
+/// R4: a terminal's own tamper/removal alarm).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SessionEvent {
     Login,
     Logout,
+    TamperAlarm(TamperAlarmEvent),
+}
+
+/// A tamper/removal alarm frame (HJ 1239 truck 0x06, machinery 0x05), as the gateway decoded it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TamperAlarmEvent {
+    /// Alarm time (terminal clock), epoch ms UTC.
+    pub at_ms: TimestampMs,
+    /// Where, when the terminal had a fix (an invalid fix is kept but never used as position).
+    pub fix: Option<crate::model::Fix>,
+    /// Status byte as sent.
+    pub status: u8,
+    /// Command byte it came with.
+    pub command: u8,
+    /// Alarm serial.
+    pub serial: u16,
 }
 
 /// Resolves when every part of a submitted batch is durable.

@@ -197,6 +197,8 @@ impl Worker {
         match event {
             SessionEvent::Login => self.detectors.on_login(state, received_ms),
             SessionEvent::Logout => self.detectors.on_logout(state, &vehicle, received_ms, &mut found),
+            SessionEvent::TamperAlarm(alarm) => found
+                .extend(crate::detect::tamper::removal_alarm_violations(vin, &vehicle, &alarm, received_ms)),
         }
         batch.violations.extend(found.into_iter().map(ViolationWrite::Upsert));
         batch.states.push((vin, state.encode()));
@@ -222,6 +224,30 @@ impl Worker {
         for vin in vins {
             self.states.remove(&vin);
         }
+    }
+
+    /// Same-time records with different values: counted, logged and flagged on the vehicle
+    /// (a data-quality document, not a violation: a clock fault is not an emission offence).
+    async fn flag_clock_fault(
+        &self,
+        vin: Vin,
+        conflicts: u32,
+        at_ms: i64,
+        received_ms: i64,
+    ) -> Result<(), PipelineError> {
+        metrics::counter!("smogwatch_records_conflicting_total").increment(u64::from(conflicts));
+        tracing::warn!(%vin, conflicts, last_conflict_ms = at_ms, "records resent for a time already held, with different values: first kept (terminal clock fault?)");
+        let flag = serde_json::json!({
+            "vin": vin.as_str(),
+            "clock_fault": true,
+            "conflicting_records_last_batch": conflicts,
+            "last_conflict_record_ms": at_ms,
+            "flagged_ms": received_ms,
+        });
+        self.store
+            .put_documents(super::DATA_QUALITY_DOC, vec![(vin.to_string(), flag.to_string().into_bytes())])
+            .await
+            .map_err(|e| PipelineError::Store(e.to_string()))
     }
 
     /// Loads a vehicle's state on first sight (it may have been persisted by this node before a
@@ -321,6 +347,7 @@ impl Worker {
                 &self.detectors,
                 &vehicle,
                 recs,
+                &batch.records,
                 received_ms,
                 self.late_context_ms,
             )
@@ -338,6 +365,10 @@ impl Worker {
                 .count() as u32;
             outcome.stored += r.new_records.len() as u32 - in_flight;
             outcome.duplicates += r.duplicates + in_flight;
+            outcome.conflicts += r.conflicts;
+            if let Some(at) = r.last_conflict_ms {
+                self.flag_clock_fault(vin, r.conflicts, at, received_ms).await?;
+            }
             // Reissued data may fill an offline gap the live state is holding (R5).
             if let (true, Some(first), Some(last), Some(state)) =
                 (late, r.new_records.first(), r.new_records.last(), self.states.get_mut(&vin))
