@@ -75,7 +75,7 @@ pub struct VehicleState {
 }
 
 /// Format version of the persisted [`VehicleState`]; bump when its layout changes.
-const STATE_VERSION: u8 = 3;
+const STATE_VERSION: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
