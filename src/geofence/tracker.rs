@@ -13,11 +13,21 @@
 //! - A zone *qualifies* at a fix when the fix is inside it, the zone is active (effective date and
 //!   schedule), it applies to the vehicle, and no exemption covers the vehicle. For parks only
 //!   "inside, active, applies" counts.
-//! - Dwell: an episode is proven after `min_inside` of CONTINUOUS qualification: any
-//!   non-qualifying fix before that discards the candidate, so GPS jitter across a boundary never
-//!   proves anything. A data gap longer than `max_fix_gap` restarts an unproven candidate (time in
-//!   a gap is not evidence). Once proven, the violation (or the park "In" passage) is emitted with
-//!   the ENTRY time (first qualifying fix) as episode start, so replays derive the same id.
+//! - Evidence (R1 / R6 zones): a qualifying fix is evidence of presence only when it lies at
+//!   least `min_depth_m` inside the zone (no boundary within that distance: GNSS error drifts
+//!   slowly, so fixes near a border prove nothing either way) and the tracker is not settling
+//!   after a GPS gap (`reacquire_settle_s` after more than `max_dwell_step_s` without an
+//!   accepted fix: the first fixes after reacquisition can be hundreds of metres off). Parks
+//!   take any qualifying fix outside the settling period.
+//! - Dwell: an episode starts at an evidence fix and is proven once `min_inside` of dwell is
+//!   CREDITED: only steps between consecutive evidence fixes no longer than `max_dwell_step_s`
+//!   count, so time in a GPS gap never does. Shallow or settling fixes neither credit nor
+//!   discard; any non-qualifying fix before the proof discards the candidate, so GPS jitter
+//!   across a boundary never proves anything. A gap longer than `max_fix_gap` drops an unproven
+//!   candidate. Once proven, the violation (or the park "In" passage) is emitted with the ENTRY
+//!   time (first evidence fix) as episode start, so replays derive the same id.
+//! - Hysteresis: a proven episode continues on any inside fix, however shallow; fixes while
+//!   settling after a gap neither continue nor end it.
 //! - A proven episode ends after `min_outside` of continuous non-qualification; the end time and
 //!   exit fix are those of the first non-qualifying fix. Re-qualifying during that grace period
 //!   continues the same episode (one episode = one violation). Leaving the area, the schedule
