@@ -18,3 +18,4 @@ pub mod scenario;
 pub mod sim;
 pub mod source;
 pub mod target;
+pub mod truth;

@@ -83,8 +83,14 @@ pub enum Plan {
     ScrTamper(Span),
     ReagentEmpty(Span),
     Smoke(Span),
-    /// China III truck driving round a city centre from its first record.
+    /// China III truck driving round a city centre from its first record (what it truly did
+    /// in which zone, and when the zone was in force, is judged by [`crate::truth`]).
     ZoneEntry,
+    /// China III truck on a road along its home district's border, `offset_m` metres inside
+    /// (positive) or outside (negative): borderline on both sides of R1.
+    ZoneBorder {
+        offset_m: i32,
+    },
     /// Machine working without a registration code.
     Unregistered,
 }
@@ -100,6 +106,10 @@ pub fn plan_for(seed: u64, v: &VehicleSpec, flags: PlantFlags, rate: f64) -> Pla
             // A fifth of the China III trucks are offenders when R1 is planted.
             if flags.r1 && x < (rate * 20.0).min(0.5) {
                 Plan::ZoneEntry
+            } else if flags.r1 && x < (rate * 40.0).min(0.9) {
+                // Border roads: outside (truth: compliant), just inside (borderline), deep inside.
+                const OFFSETS: [i32; 5] = [-30, -15, 10, 30, 80];
+                Plan::ZoneBorder { offset_m: OFFSETS[rng.below(OFFSETS.len() as u64) as usize] }
             } else {
                 Plan::Clean
             }
@@ -145,6 +155,20 @@ pub struct Expected {
     pub late: bool,
 }
 
+/// A case near a threshold: the truth states on which side it is and why. Whatever the
+/// detector does with it is accepted and reported (never a miss, never a false alarm).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Borderline {
+    pub rule: String,
+    pub vin: String,
+    /// A found violation whose `started_ms` falls in [from, to] is this case.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// "violation" or "compliant": what the vehicle truly did.
+    pub side: String,
+    pub reason: String,
+}
+
 /// What the run must be judged against; written as JSON next to the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroundTruth {
@@ -156,6 +180,9 @@ pub struct GroundTruth {
     pub expected: Vec<Expected>,
     /// VINs with an offline gap and reissue: none of them may raise anything (R5 included).
     pub offline_vins: Vec<String>,
+    /// Cases near a threshold, with their true side.
+    #[serde(default)]
+    pub borderline: Vec<Borderline>,
 }
 
 /// The expected violations of a vehicle whose first record is at `t0_ms`.
@@ -187,13 +214,14 @@ pub fn expected_for(v: &VehicleSpec, plan: Plan, t0_ms: i64) -> Vec<Expected> {
         Plan::Smoke(s) => {
             vec![exp(R2, at(s.start_s) - 10_000, at(s.start_s) + 60_000, at(s.start_s + 70), false)]
         }
-        Plan::ZoneEntry => vec![exp(R1, at(0) - 10_000, at(180), at(240), false)],
+        // Zone rules: from the true path, after the run (crate::truth).
+        Plan::ZoneEntry | Plan::ZoneBorder { .. } => vec![],
         Plan::Unregistered => vec![exp(R6_UNREGISTERED, at(0) - 10_000, at(600), at(120), false)],
     }
 }
 
-/// Top-level rule id ("R4" for "R4.reagent_empty"): a found violation matches a planted one when
-/// their top-level rules agree, since each vehicle carries at most one plant.
+/// Top-level rule id ("R4" for "R4.reagent_empty"), for grouping in reports. Matching found
+/// violations to the truth uses the full sub-rule.
 pub fn top_rule(rule: &str) -> &str {
     rule.split('.').next().unwrap_or(rule)
 }
@@ -230,7 +258,7 @@ mod tests {
             let e = expected_for(&v, p, 1_000_000);
             assert!(e.iter().all(|e| e.start_from_ms < e.start_to_ms && e.due_ms > e.start_from_ms));
         }
-        assert_eq!(kinds.len(), 8);
+        assert_eq!(kinds.len(), 9);
         assert_eq!(top_rule(R4_REAGENT), "R4");
         assert_eq!(top_rule("R3"), "R3");
     }

@@ -1,6 +1,6 @@
 //! Detection quality: the violations the server found, matched against the planted ground truth
 //! by rule, VIN and start-time window.
-use crate::plant::{top_rule, Expected, GroundTruth};
+use crate::plant::{Expected, GroundTruth};
 use serde::Serialize;
 use smogwatch::proto::{self, violations_client::ViolationsClient};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -67,6 +67,12 @@ pub struct RuleQuality {
     pub late_flag_mismatches: u32,
     pub recall: Option<f64>,
     pub precision: Option<f64>,
+    /// Borderline cases truly on the violation side, and how many of them were found.
+    pub borderline_violation: u32,
+    pub borderline_violation_found: u32,
+    /// Borderline cases truly on the compliant side, and how many were (acceptably) flagged.
+    pub borderline_compliant: u32,
+    pub borderline_compliant_found: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -103,15 +109,14 @@ pub fn evaluate(
         by_vin.entry(e.vin.as_str()).or_default().push(i);
     }
     let mut matched = vec![false; truth.expected.len()];
+    let mut border_found = vec![false; truth.borderline.len()];
     let mut sorted: Vec<&proto::Violation> = found.iter().collect();
     sorted.sort_by(|a, b| (&a.vin, a.started_ms, &a.rule).cmp(&(&b.vin, b.started_ms, &b.rule)));
     for v in sorted {
         let candidates = by_vin.get(v.vin.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         let hit = candidates.iter().copied().find(|&i| {
             let e = &truth.expected[i];
-            !matched[i]
-                && top_rule(&e.rule) == top_rule(&v.rule)
-                && (e.start_from_ms..=e.start_to_ms).contains(&v.started_ms)
+            !matched[i] && e.rule == v.rule && (e.start_from_ms..=e.start_to_ms).contains(&v.started_ms)
         });
         match hit {
             Some(i) => {
@@ -125,8 +130,24 @@ pub fn evaluate(
                 }
             }
             None => {
-                q.by_rule.entry(v.rule.clone()).or_default().false_alarms += 1;
-                q.false_alarm_list.push(Found::from(v));
+                let border = truth.borderline.iter().position(|b| {
+                    b.vin == v.vin && b.rule == v.rule && (b.from_ms..=b.to_ms).contains(&v.started_ms)
+                });
+                match border {
+                    Some(b) => {
+                        let rq = q.by_rule.entry(v.rule.clone()).or_default();
+                        if truth.borderline[b].side == "violation" {
+                            rq.borderline_violation_found += 1;
+                        } else {
+                            rq.borderline_compliant_found += 1;
+                        }
+                        border_found[b] = true;
+                    }
+                    None => {
+                        q.by_rule.entry(v.rule.clone()).or_default().false_alarms += 1;
+                        q.false_alarm_list.push(Found::from(v));
+                    }
+                }
             }
         }
     }
@@ -141,6 +162,13 @@ pub fn evaluate(
             q.misses.push(e.clone());
         } else {
             rq.not_due += 1;
+        }
+    }
+    for (b, found) in truth.borderline.iter().zip(&border_found) {
+        let rq = q.by_rule.entry(b.rule.clone()).or_default();
+        match (b.side == "violation", found) {
+            (true, _) => rq.borderline_violation += 1,
+            (false, _) => rq.borderline_compliant += 1,
         }
     }
     for rq in q.by_rule.values_mut() {
@@ -191,6 +219,7 @@ mod tests {
                 exp("R4.reagent_empty", "D", 5000, false),
             ],
             offline_vins: vec![],
+            borderline: vec![],
         };
         let complete: HashMap<String, i64> = [("A", 9999), ("B", 9999), ("C", 1050), ("D", 9999)]
             .iter()
@@ -200,7 +229,8 @@ mod tests {
             found("R3", "A", 1005, false),
             found("R3", "A", 1006, false), // second violation for one episode
             found("R3", "B", 1000, false), // found live, planted late
-            found("R4", "D", 5000, false), // detector names the rule without the sub-rule
+            found("R4.reagent_empty", "D", 5000, false),
+            found("R4.scr_ineffective", "D", 5000, false), // right vehicle, wrong sub-rule
             found("R5", "E", 7, false),
         ];
         let q = evaluate(&truth, &complete, &got);
@@ -209,7 +239,8 @@ mod tests {
         assert_eq!(r3.late_flag_mismatches, 1);
         assert_eq!(q.by_rule["R4.reagent_empty"].found, 1);
         assert_eq!(q.by_rule["R5"].false_alarms, 1);
-        assert_eq!(q.false_alarms, 2);
+        assert_eq!(q.by_rule["R4.scr_ineffective"].false_alarms, 1);
+        assert_eq!(q.false_alarms, 3);
         assert_eq!(q.recall, Some(1.0));
         assert!(q.misses.is_empty());
     }

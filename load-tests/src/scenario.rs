@@ -130,6 +130,9 @@ pub fn build_fleet(sc: &Scenario, anchor_ms: i64) -> Fleet {
     let mut sims = Vec::with_capacity(sc.vehicles as usize);
     let mut expected = Vec::new();
     let mut offline_vins = Vec::new();
+    // The zones the server runs with (sample data); without them no zone truth (never fails in
+    // practice: the sample zones are built into the library and tested there).
+    let world = crate::truth::ZoneWorld::sample().ok();
     for i in 0..sc.vehicles {
         let mut spec = fleet::vehicle(sc.seed, i, false);
         let plan = plant::plan_for(sc.seed, &spec, sc.flags, sc.plant_rate);
@@ -142,7 +145,11 @@ pub fn build_fleet(sc: &Scenario, anchor_ms: i64) -> Fleet {
         // Terminals are not synchronised: spread first records over the first 10 s.
         let t0 = anchor_ms + i64::from(i % 10) * 1000;
         expected.extend(plant::expected_for(&spec, plan, t0));
-        sims.push(VehicleSim::new(sc.seed, spec, plan, t0));
+        let sim = VehicleSim::new(sc.seed, spec, plan, t0);
+        sims.push(match &world {
+            Some(w) => sim.with_world(w),
+            None => sim,
+        });
     }
     let truth = GroundTruth {
         seed: sc.seed,
@@ -152,6 +159,7 @@ pub fn build_fleet(sc: &Scenario, anchor_ms: i64) -> Fleet {
         scored_rules: sc.flags.scored_rules().into_iter().map(String::from).collect(),
         expected,
         offline_vins,
+        borderline: Vec::new(),
     };
     Fleet { sims, truth }
 }
@@ -195,7 +203,7 @@ pub async fn run(sc: Scenario) -> anyhow::Result<Report> {
         (_, a) => a,
     };
 
-    let Fleet { sims, truth } = build_fleet(&sc, anchor_ms);
+    let Fleet { sims, mut truth } = build_fleet(&sc, anchor_ms);
     say(&format!("fleet: {} vehicles, {} planted violations", sims.len(), truth.expected.len()));
     let reg_started = Instant::now();
     register(target.grpc_addr, sims.iter().map(|s| s.spec.clone()).collect()).await?;
@@ -229,10 +237,14 @@ pub async fn run(sc: Scenario) -> anyhow::Result<Report> {
     let mut stats = ConnStats::new();
     let mut complete_until: HashMap<String, i64> = HashMap::new();
     for h in handles {
-        let (st, src) = h.await?;
+        let (st, mut src) = h.await?;
         stats.merge(st);
-        for s in &src.sims {
+        for s in &mut src.sims {
             complete_until.insert(s.spec.vin.clone(), s.complete_until_ms());
+            if let Some((exp, border)) = s.take_zone_truth() {
+                truth.expected.extend(exp);
+                truth.borderline.extend(border);
+            }
         }
     }
     let s_end = target.pid.and_then(procstat::sample);

@@ -3,11 +3,14 @@
 //! time, as fast as the driver asks: time is compressed, nothing waits for the wall clock.
 use crate::engine::{EngineModel, Faults};
 use crate::fleet::{Class, VehicleSpec};
+use crate::plant::{Borderline, Expected};
 use crate::plant::{Plan, Span};
 use crate::rng::Rng;
 use crate::routes::{Route, CITIES, OUTSIDE};
+use crate::truth::{ZoneTruthLog, ZoneWorld};
 use smogwatch::proto;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 pub const RECORDS_PER_BATCH: u32 = 10;
 /// Reissue batches a vehicle sends per tick once back online (terminals reissue at a lower rate
@@ -38,6 +41,8 @@ pub struct VehicleSim {
     stop_left: u32,
     engine: EngineModel,
     pending_reissue: VecDeque<Vec<proto::TelemetryRecord>>,
+    /// Zone ground truth from the true path (vehicles a zone rule can apply to).
+    zone_truth: Option<ZoneTruthLog>,
 }
 
 impl VehicleSim {
@@ -72,7 +77,7 @@ impl VehicleSim {
         let km = rng.range(0.0, route.length_km() * 0.8);
         let cruise_kmh = match (spec.class, plan) {
             (Class::Machine(_), _) => rng.range(2.0, 5.0),
-            (_, Plan::ZoneEntry) => rng.range(25.0, 40.0),
+            (_, Plan::ZoneEntry | Plan::ZoneBorder { .. }) => rng.range(25.0, 40.0),
             _ => rng.range(60.0, 85.0),
         };
         // Planted vehicles start warm so their episode counts from its first second.
@@ -91,7 +96,31 @@ impl VehicleSim {
             stop_left: 0,
             engine,
             pending_reissue: VecDeque::new(),
+            zone_truth: None,
         }
+    }
+
+    /// Judges this vehicle's true path against `world` (R1 / R6 zone truth); a border-road plan
+    /// gets its road along the home district's border.
+    pub fn with_world(mut self, world: &Arc<ZoneWorld>) -> Self {
+        if !matches!(self.spec.class, Class::DieselTruck(3) | Class::Machine(_)) {
+            return self;
+        }
+        if let Plan::ZoneBorder { offset_m } = self.plan {
+            if let Some(route) = border_road(world, self.spec.home.city_code, f64::from(offset_m)) {
+                self.km = self.rng.range(0.0, route.length_km() * 0.5);
+                self.route = route;
+            }
+        }
+        if let Ok(v) = smogwatch::grpc::convert::vehicle_from_proto(self.spec.to_proto()) {
+            self.zone_truth = Some(ZoneTruthLog::new(world.clone(), v, self.t0_ms));
+        }
+        self
+    }
+
+    /// The zone truth of what this vehicle did (taken once, after its simulation).
+    pub fn take_zone_truth(&mut self) -> Option<(Vec<Expected>, Vec<Borderline>)> {
+        self.zone_truth.take().map(ZoneTruthLog::finish)
     }
 
     fn in_span(span: Option<Span>, s: u32) -> bool {
@@ -141,6 +170,9 @@ impl VehicleSim {
             }
         }
         let (lon, lat) = self.route.position_at(self.km);
+        if let Some(t) = self.zone_truth.as_mut() {
+            t.observe(s, (lon, lat), true);
+        }
         let engine = self.engine.step(self.speed_kmh, machine, self.faults(s), &mut self.rng);
         let smoke = matches!(self.plan, Plan::Smoke(sp) if sp.contains(s));
         let opacity_k = self.spec.opacity_meter.then(|| {
@@ -224,6 +256,29 @@ impl VehicleSim {
             out.push(VehicleBatch { vehicle: self.spec.index, records: r, reissue: true });
         }
     }
+}
+
+/// A road along the border of the R1 district zone of `city_code`, `offset_m` metres inside
+/// (positive) or outside: the zone's outer ring, each vertex moved radially (the sample zones
+/// are smooth blobs, so radial is close to normal).
+fn border_road(world: &ZoneWorld, city_code: &str, offset_m: f64) -> Option<Route> {
+    let zone = world.zones.get(&format!("R1-{city_code}-DISTRICTS"))?;
+    let ring = zone.geometry.0.first()?.exterior();
+    let n = ring.0.len().max(1) as f64;
+    let (cx, cy) = ring.0.iter().fold((0.0, 0.0), |a, c| (a.0 + c.x / n, a.1 + c.y / n));
+    let kx = 111_320.0 * cy.to_radians().cos();
+    let ky = 110_574.0;
+    let points = ring
+        .0
+        .iter()
+        .map(|c| {
+            let (dx, dy) = ((c.x - cx) * kx, (c.y - cy) * ky);
+            let r = dx.hypot(dy).max(1.0);
+            let f = (r - offset_m) / r;
+            (cx + dx * f / kx, cy + dy * f / ky)
+        })
+        .collect();
+    Some(Route::through(points))
 }
 
 #[cfg(test)]
