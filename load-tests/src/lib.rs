@@ -8,6 +8,7 @@
 pub mod driver;
 pub mod engine;
 pub mod fleet;
+pub mod noise;
 pub mod plant;
 pub mod procstat;
 pub mod quality;

@@ -185,6 +185,14 @@ pub struct GroundTruth {
     pub borderline: Vec<Borderline>,
 }
 
+/// How long before a planted episode the found violation may start. A rule's episode starts at
+/// the first sample that counts within its accumulation, and under noise a glitch (a NOx spike,
+/// an acceleration puff) shortly before the plant can be that sample: R3 and R2 count within a
+/// trailing window (600 s, 60 s); R4 forgets a glitch after 60 s of clear operation.
+const R3_LEAD_MS: i64 = 600_000;
+const R2_LEAD_MS: i64 = 60_000;
+const R4_LEAD_MS: i64 = 120_000;
+
 /// The expected violations of a vehicle whose first record is at `t0_ms`.
 pub fn expected_for(v: &VehicleSpec, plan: Plan, t0_ms: i64) -> Vec<Expected> {
     let at = |s: u32| t0_ms + i64::from(s) * 1000;
@@ -199,20 +207,26 @@ pub fn expected_for(v: &VehicleSpec, plan: Plan, t0_ms: i64) -> Vec<Expected> {
     match plan {
         Plan::Clean => vec![],
         Plan::Nox(s) => {
-            vec![exp(R3, at(s.start_s) - 10_000, at(s.start_s) + 30_000, at(s.start_s + 360), false)]
+            vec![exp(R3, at(s.start_s) - R3_LEAD_MS, at(s.start_s) + 30_000, at(s.start_s + 360), false)]
         }
         Plan::Offline { nox: Some(s), .. } => {
-            vec![exp(R3, at(s.start_s) - 10_000, at(s.start_s) + 30_000, at(s.start_s + 360), true)]
+            vec![exp(R3, at(s.start_s) - R3_LEAD_MS, at(s.start_s) + 30_000, at(s.start_s + 360), true)]
         }
         Plan::Offline { nox: None, .. } => vec![],
         Plan::ScrTamper(s) => {
-            vec![exp(R4_SCR, at(s.start_s) - 10_000, at(s.start_s) + 60_000, at(s.start_s + 660), false)]
+            vec![exp(R4_SCR, at(s.start_s) - R4_LEAD_MS, at(s.start_s) + 60_000, at(s.start_s + 660), false)]
         }
         Plan::ReagentEmpty(s) => {
-            vec![exp(R4_REAGENT, at(s.start_s) - 10_000, at(s.start_s) + 60_000, at(s.start_s + 360), false)]
+            vec![exp(
+                R4_REAGENT,
+                at(s.start_s) - R4_LEAD_MS,
+                at(s.start_s) + 60_000,
+                at(s.start_s + 360),
+                false,
+            )]
         }
         Plan::Smoke(s) => {
-            vec![exp(R2, at(s.start_s) - 10_000, at(s.start_s) + 60_000, at(s.start_s + 70), false)]
+            vec![exp(R2, at(s.start_s) - R2_LEAD_MS, at(s.start_s) + 60_000, at(s.start_s + 70), false)]
         }
         // Zone rules: from the true path, after the run (crate::truth).
         Plan::ZoneEntry | Plan::ZoneBorder { .. } => vec![],

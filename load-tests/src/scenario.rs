@@ -50,6 +50,8 @@ pub struct Scenario {
     pub anchor_ms: Option<i64>,
     pub command: String,
     pub quiet: bool,
+    /// Field noise models on every vehicle (crate::noise); on unless `--no-noise`.
+    pub noise: bool,
 }
 
 impl Scenario {
@@ -76,6 +78,7 @@ impl Scenario {
             anchor_ms: None,
             command: String::new(),
             quiet: false,
+            noise: true,
         }
     }
 
@@ -145,7 +148,10 @@ pub fn build_fleet(sc: &Scenario, anchor_ms: i64) -> Fleet {
         // Terminals are not synchronised: spread first records over the first 10 s.
         let t0 = anchor_ms + i64::from(i % 10) * 1000;
         expected.extend(plant::expected_for(&spec, plan, t0));
-        let sim = VehicleSim::new(sc.seed, spec, plan, t0);
+        let mut sim = VehicleSim::new(sc.seed, spec, plan, t0);
+        if sc.noise {
+            sim = sim.with_noise(sc.seed);
+        }
         sims.push(match &world {
             Some(w) => sim.with_world(w),
             None => sim,

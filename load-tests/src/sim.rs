@@ -3,6 +3,7 @@
 //! time, as fast as the driver asks: time is compressed, nothing waits for the wall clock.
 use crate::engine::{EngineModel, Faults};
 use crate::fleet::{Class, VehicleSpec};
+use crate::noise::{GnssNoise, GnssSample, SensorNoise};
 use crate::plant::{Borderline, Expected};
 use crate::plant::{Plan, Span};
 use crate::rng::Rng;
@@ -37,12 +38,16 @@ pub struct VehicleSim {
     km: f64,
     speed_kmh: f64,
     cruise_kmh: f64,
+    prev_speed_kmh: f64,
     /// Seconds left standing still (turnaround at a route end).
     stop_left: u32,
     engine: EngineModel,
     pending_reissue: VecDeque<Vec<proto::TelemetryRecord>>,
     /// Zone ground truth from the true path (vehicles a zone rule can apply to).
     zone_truth: Option<ZoneTruthLog>,
+    /// Field noise (see [`crate::noise`]); `None` = an ideal terminal.
+    gnss: Option<GnssNoise>,
+    sensors: Option<SensorNoise>,
 }
 
 impl VehicleSim {
@@ -93,11 +98,22 @@ impl VehicleSim {
             km,
             speed_kmh: cruise_kmh,
             cruise_kmh,
+            prev_speed_kmh: cruise_kmh,
             stop_left: 0,
             engine,
             pending_reissue: VecDeque::new(),
             zone_truth: None,
+            gnss: None,
+            sensors: None,
         }
+    }
+
+    /// Switches the field noise models on (seeded from the vehicle).
+    pub fn with_noise(mut self, seed: u64) -> Self {
+        let mut rng = Rng::derive(seed, u64::from(self.spec.index), 4);
+        self.gnss = Some(GnssNoise::new(&mut rng));
+        self.sensors = Some(SensorNoise::new(&mut rng, self.plan == Plan::Clean));
+        self
     }
 
     /// Judges this vehicle's true path against `world` (R1 / R6 zone truth); a border-road plan
@@ -170,15 +186,44 @@ impl VehicleSim {
             }
         }
         let (lon, lat) = self.route.position_at(self.km);
+        let fix = match self.gnss.as_mut() {
+            Some(g) => g.step((lon, lat)),
+            None => GnssSample { pos: (lon, lat), valid: true, healthy: true },
+        };
         if let Some(t) = self.zone_truth.as_mut() {
-            t.observe(s, (lon, lat), true);
+            t.observe(s, (lon, lat), fix.healthy);
         }
-        let engine = self.engine.step(self.speed_kmh, machine, self.faults(s), &mut self.rng);
+        let faults = self.faults(s);
+        let mut engine = self.engine.step(self.speed_kmh, machine, faults, &mut self.rng);
+        if let Some(n) = self.sensors.as_mut() {
+            if let (Some(up), Some(down)) = (engine.scr_upstream_nox_ppm, engine.scr_downstream_nox_ppm) {
+                engine.scr_downstream_nox_ppm = n.downstream(s, up, down).map(|d| (d * 10.0).round() / 10.0);
+            }
+            if let Some(level) = engine.reagent_remaining_pct.filter(|_| !faults.reagent_empty) {
+                engine.reagent_remaining_pct = Some((n.reagent(level) * 10.0).round() / 10.0);
+            }
+            if let (Some(_), Some(air)) = (engine.dpf_pressure_diff_kpa, engine.intake_air_flow_kgph) {
+                if n.regenerating(s) {
+                    let dp = 0.4 + air * 0.0012 + self.rng.noise(0.05);
+                    engine.dpf_pressure_diff_kpa = Some((dp * 10.0).round() / 10.0);
+                }
+            }
+        }
         let smoke = matches!(self.plan, Plan::Smoke(sp) if sp.contains(s));
-        let opacity_k = self.spec.opacity_meter.then(|| {
-            let k = if smoke { self.rng.range(3.2, 4.0) } else { self.rng.range(0.08, 0.25) };
-            (k * 100.0).round() / 100.0
-        });
+        let accelerating = self.speed_kmh > self.prev_speed_kmh + 0.5;
+        self.prev_speed_kmh = self.speed_kmh;
+        let coolant = engine.coolant_temp_c.unwrap_or(88.0);
+        let opacity_k = if self.spec.opacity_meter {
+            let clean = self.rng.range(0.08, 0.25);
+            let k = match self.sensors.as_mut() {
+                _ if smoke => self.rng.range(3.2, 4.0),
+                Some(n) => n.opacity(clean, coolant, accelerating),
+                None => clean,
+            };
+            Some((k * 100.0).round() / 100.0)
+        } else {
+            None
+        };
         let stream_kind = match self.spec.class {
             Class::GasTruck => proto::EngineStreamKind::Gas,
             Class::NewEnergyTruck => proto::EngineStreamKind::Unspecified,
@@ -188,9 +233,9 @@ impl VehicleSim {
             vin: self.spec.vin.clone(),
             time_ms: self.t0_ms + i64::from(s) * 1000,
             position: Some(proto::Position {
-                longitude: (lon * 1e6).round() / 1e6,
-                latitude: (lat * 1e6).round() / 1e6,
-                valid: true,
+                longitude: (fix.pos.0 * 1e6).round() / 1e6,
+                latitude: (fix.pos.1 * 1e6).round() / 1e6,
+                valid: fix.valid,
             }),
             engine: Some(engine),
             obd: (s.is_multiple_of(30) && self.spec.class.is_diesel()).then(|| self.obd()),

@@ -53,18 +53,16 @@ impl NoxSensorWatch {
         counts: bool,
     ) -> bool {
         let above_upstream = up.is_some_and(|u| down > u * cfg.max_down_over_up + cfg.tolerance_ppm);
-        if !counts {
-            self.same = None;
-            return !above_upstream;
-        }
         let (d, u) = (down as f32, up.map_or(f32::NAN, |u| u as f32));
+        // A frozen reading is followed whether or not it counts at the moment (upstream moves
+        // it across the limit and back); a changing one is only remembered when it counts.
         let stuck = match &mut self.same {
             Some((v, since, up0, moved)) if *v == d => {
                 *moved |= !u.is_nan() && u != *up0;
                 cfg.stuck_s > 0 && *moved && t.saturating_sub(*since) >= i64::from(cfg.stuck_s) * 1000
             }
             _ => {
-                self.same = Some((d, t, u, false));
+                self.same = counts.then_some((d, t, u, false));
                 false
             }
         };
@@ -99,5 +97,15 @@ mod tests {
         // A low reading that would not count keeps no state.
         assert!(w.plausible(&cfg, 300_000, Some(900.0), 40.0, false));
         assert_eq!(w, NoxSensorWatch::default());
+        // Stuck at 700 ppm while upstream swings across 875 ppm (conversion across 20 %): the
+        // samples that do not count do not restart the stuck timer.
+        let mut w = NoxSensorWatch::default();
+        let verdicts: Vec<bool> = (0..100)
+            .map(|s| {
+                let up = if s % 3 == 0 { 950.0 } else { 800.0 + s as f64 };
+                w.plausible(&cfg, s * 1000, Some(up), 700.0, 700.0 > up * 0.8)
+            })
+            .collect();
+        assert!(verdicts[61..].iter().all(|&v| !v), "{verdicts:?}");
     }
 }

@@ -299,6 +299,11 @@ impl Detector for SmokeDetector {
         if let Some(ep) = st.episode.as_mut() {
             if !ep.opened && total >= i64::from(self.cfg.min_exceed_s) * 1000 {
                 ep.opened = true;
+                // The episode starts at the oldest exceedance of the window that proves it, not
+                // at a glitch that merely kept the window from emptying long before.
+                if let Some(oldest) = st.window.oldest_counted_ms(self.spec) {
+                    ep.started_ms = ep.started_ms.max(oldest);
+                }
                 out.push(self.violation(ep, obs, &lim, ViolationStatus::Open));
             }
         }
@@ -649,6 +654,17 @@ mod tests {
             d.update(&mut st, &Observation { vehicle: &v, record: &r, received_ms: r.time_ms }, &mut out);
         }
         out
+    }
+
+    /// Acceleration puffs (2 s above the limit every 40 s) never prove smoke, and when real smoke
+    /// follows, the violation starts within the window that proved it, not at the first puff.
+    #[test]
+    fn puffs_do_not_fire_nor_stretch_the_episode_start() {
+        let puffs = (0..600).map(|s| (T0 + s * 1000, Some(if s % 40 < 2 { 0.9 } else { 0.2 })));
+        assert!(run(puffs.clone()).is_empty());
+        let out = run(puffs.chain(secs(600, 630, Some(2.0))));
+        assert_eq!(out.len(), 1);
+        assert!(out[0].started_ms >= T0 + 540_000, "{}", out[0].started_ms - T0);
     }
 
     /// Failure mode (e): cold-start steam (k 1.5 for 30 s at 20 °C coolant) is not black smoke.
