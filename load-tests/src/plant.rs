@@ -13,6 +13,11 @@ pub const R2: &str = "R2.opacity";
 pub const R3: &str = "R3";
 pub const R4_SCR: &str = "R4.scr_ineffective";
 pub const R4_REAGENT: &str = "R4.reagent_empty";
+pub const R4_DPF: &str = "R4.dpf_bypass";
+pub const R4_MIL: &str = "R4.mil_on";
+pub const R4_ECU_VIN: &str = "R4.ecu_vin_mismatch";
+pub const R4_CVN: &str = "R4.cvn_changed";
+pub const R6_BANNED: &str = "R6.banned_stage";
 pub const R6_UNREGISTERED: &str = "R6.unregistered";
 
 /// Which rules to plant besides R3.
@@ -46,10 +51,10 @@ impl PlantFlags {
             v.push(R2);
         }
         if self.r4 {
-            v.extend([R4_SCR, R4_REAGENT]);
+            v.extend([R4_SCR, R4_REAGENT, R4_DPF, R4_MIL, R4_ECU_VIN, R4_CVN]);
         }
         if self.r6 {
-            v.push(R6_UNREGISTERED);
+            v.extend([R6_UNREGISTERED, R6_BANNED]);
         }
         v
     }
@@ -93,6 +98,15 @@ pub enum Plan {
     },
     /// Machine working without a registration code.
     Unregistered,
+    /// R4.dpf_bypass: DPF Δp ≈ 0.1 kPa at full flow for the span (China VI).
+    DpfBypass(Span),
+    /// OBD from `start_s` on: MIL on / a foreign ECU VIN / a new CVN (once).
+    MilOn(Span),
+    EcuVinMismatch(Span),
+    CvnChanged(Span),
+    /// A Stage II forklift (banned stage) working inside the machinery low-emission zone (the
+    /// truth of R6.banned_stage comes from its true path, crate::truth).
+    BannedMachine,
 }
 
 /// Decides the plan of one vehicle. `rate` is the probability that an eligible vehicle gets each
@@ -117,6 +131,7 @@ pub fn plan_for(seed: u64, v: &VehicleSpec, flags: PlantFlags, rate: f64) -> Pla
         Class::Machine(_) if flags.r6 && !v.class.has_scr() && x < (rate * 10.0).min(0.5) => {
             Plan::Unregistered
         }
+        Class::Machine(2) if flags.r6 && x < (rate * 20.0).min(0.9) => Plan::BannedMachine,
         c if c.has_scr() => {
             let mut slots: Vec<Plan> = vec![Plan::Nox(Span { start_s: start, len_s: 400 })];
             if flags.offline {
@@ -128,6 +143,11 @@ pub fn plan_for(seed: u64, v: &VehicleSpec, flags: PlantFlags, rate: f64) -> Pla
             if flags.r4 {
                 slots.push(Plan::ScrTamper(Span { start_s: start, len_s: 720 }));
                 slots.push(Plan::ReagentEmpty(Span { start_s: start, len_s: 420 }));
+                if v.class.has_dpf() {
+                    slots.push(Plan::DpfBypass(Span { start_s: start, len_s: 420 }));
+                }
+                let obd = Span { start_s: start, len_s: 600 };
+                slots.extend([Plan::MilOn(obd), Plan::EcuVinMismatch(obd), Plan::CvnChanged(obd)]);
             }
             if flags.r2 && v.opacity_meter {
                 slots.push(Plan::Smoke(Span { start_s: start, len_s: 40 }));
@@ -231,6 +251,18 @@ pub fn expected_for(v: &VehicleSpec, plan: Plan, t0_ms: i64) -> Vec<Expected> {
         // Zone rules: from the true path, after the run (crate::truth).
         Plan::ZoneEntry | Plan::ZoneBorder { .. } => vec![],
         Plan::Unregistered => vec![exp(R6_UNREGISTERED, at(0) - 10_000, at(600), at(120), false)],
+        Plan::DpfBypass(s) => {
+            vec![exp(R4_DPF, at(s.start_s) - R4_LEAD_MS, at(s.start_s) + 60_000, at(s.start_s + 360), false)]
+        }
+        // OBD bodies come every 30 s: the first one in the span opens it.
+        Plan::MilOn(s) => vec![exp(R4_MIL, at(s.start_s), at(s.start_s) + 31_000, at(s.start_s + 40), false)],
+        Plan::EcuVinMismatch(s) => {
+            vec![exp(R4_ECU_VIN, at(s.start_s), at(s.start_s) + 31_000, at(s.start_s + 40), false)]
+        }
+        Plan::CvnChanged(s) => {
+            vec![exp(R4_CVN, at(s.start_s), at(s.start_s) + 31_000, at(s.start_s + 40), false)]
+        }
+        Plan::BannedMachine => vec![],
     }
 }
 
@@ -272,7 +304,7 @@ mod tests {
             let e = expected_for(&v, p, 1_000_000);
             assert!(e.iter().all(|e| e.start_from_ms < e.start_to_ms && e.due_ms > e.start_from_ms));
         }
-        assert_eq!(kinds.len(), 9);
+        assert!(kinds.len() >= 13, "{}", kinds.len());
         assert_eq!(top_rule(R4_REAGENT), "R4");
         assert_eq!(top_rule("R3"), "R3");
     }

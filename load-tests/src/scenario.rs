@@ -142,6 +142,9 @@ pub fn build_fleet(sc: &Scenario, anchor_ms: i64) -> Fleet {
         if plan == Plan::Unregistered {
             spec.registration_code.clear();
         }
+        if plan == Plan::BannedMachine {
+            spec.machine_type = "forklift";
+        }
         if matches!(plan, Plan::Offline { .. }) {
             offline_vins.push(spec.vin.clone());
         }

@@ -128,6 +128,16 @@ impl VehicleSim {
                 self.route = route;
             }
         }
+        if self.plan == Plan::BannedMachine {
+            // A work site in the middle of the machinery low-emission zone.
+            if let Some(ring) = world.zones.get(LEZ).and_then(|z| z.geometry.0.first().map(|p| p.exterior()))
+            {
+                let n = ring.0.len().max(1) as f64;
+                let c = ring.0.iter().fold((0.0, 0.0), |a, p| (a.0 + p.x / n, a.1 + p.y / n));
+                self.route = Route::around(c, 0.15, &mut self.rng);
+                self.km = 0.0;
+            }
+        }
         if let Ok(v) = smogwatch::grpc::convert::vehicle_from_proto(self.spec.to_proto()) {
             self.zone_truth = Some(ZoneTruthLog::new(world.clone(), v, self.t0_ms));
         }
@@ -150,6 +160,7 @@ impl VehicleSim {
             }
             Plan::ScrTamper(sp) => Faults { scr_tamper: sp.contains(s), ..Default::default() },
             Plan::ReagentEmpty(sp) => Faults { reagent_empty: sp.contains(s), ..Default::default() },
+            Plan::DpfBypass(sp) => Faults { dpf_bypass: sp.contains(s), ..Default::default() },
             _ => Faults::default(),
         }
     }
@@ -203,7 +214,8 @@ impl VehicleSim {
                 engine.reagent_remaining_pct = Some((n.reagent(level) * 10.0).round() / 10.0);
             }
             if let (Some(_), Some(air)) = (engine.dpf_pressure_diff_kpa, engine.intake_air_flow_kgph) {
-                if n.regenerating(s) {
+                // A removed filter does not regenerate.
+                if n.regenerating(s) && !faults.dpf_bypass {
                     let dp = 0.4 + air * 0.0012 + self.rng.noise(0.05);
                     engine.dpf_pressure_diff_kpa = Some((dp * 10.0).round() / 10.0);
                 }
@@ -238,21 +250,37 @@ impl VehicleSim {
                 valid: fix.valid,
             }),
             engine: Some(engine),
-            obd: (s.is_multiple_of(30) && self.spec.class.is_diesel()).then(|| self.obd()),
+            obd: (s.is_multiple_of(30) && self.spec.class.is_diesel()).then(|| self.obd(s)),
             opacity_k,
             stream_kind: stream_kind as i32,
         }
     }
 
-    fn obd(&self) -> proto::ObdInfo {
+    fn obd(&self, s: u32) -> proto::ObdInfo {
+        let on = |p: &Plan| match p {
+            Plan::MilOn(sp) | Plan::EcuVinMismatch(sp) | Plan::CvnChanged(sp) => s >= sp.start_s,
+            _ => false,
+        };
+        let active = on(&self.plan);
+        let mil = if active && matches!(self.plan, Plan::MilOn(_)) {
+            proto::MilStatus::On
+        } else {
+            proto::MilStatus::Off
+        };
+        let ecu_vin = if active && matches!(self.plan, Plan::EcuVinMismatch(_)) {
+            "LSMWZ999999999999".to_string()
+        } else {
+            self.spec.vin.clone()
+        };
+        let cvn = if active && matches!(self.plan, Plan::CvnChanged(_)) { "C0FFEE01" } else { "5A5A5A5A" };
         proto::ObdInfo {
             protocol: proto::ObdProtocol::Saej1939 as i32,
-            mil: proto::MilStatus::Off as i32,
+            mil: mil as i32,
             diag_support_status: Some(0x0F),
             diag_readiness_status: Some(0),
-            ecu_vin: self.spec.vin.clone(),
+            ecu_vin,
             software_calibration_id: "SIMCAL0001".into(),
-            cvn: "5A5A5A5A".into(),
+            cvn: cvn.into(),
             iupr: vec![100; 18],
             fault_codes: vec![],
             fault_codes_valid: true,
@@ -302,6 +330,9 @@ impl VehicleSim {
         }
     }
 }
+
+/// The sample machinery low-emission zone (Qiantang, approximate).
+const LEZ: &str = "R6-330114-LEZ";
 
 /// A road along the border of the R1 district zone of `city_code`, `offset_m` metres inside
 /// (positive) or outside: the zone's outer ring, each vertex moved radially (the sample zones

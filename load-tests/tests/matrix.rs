@@ -52,7 +52,19 @@ async fn smoke_matrix_every_seed_and_rate_finds_all_and_nothing_else() {
     eprintln!("planted over the matrix: {planted:?}");
     eprintln!("borderline (cases, flagged): {borderline:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    for rule in ["R1", "R2.opacity", "R3", "R4.scr_ineffective", "R4.reagent_empty", "R6.unregistered"] {
+    for rule in [
+        "R1",
+        "R2.opacity",
+        "R3",
+        "R4.scr_ineffective",
+        "R4.reagent_empty",
+        "R4.dpf_bypass",
+        "R4.mil_on",
+        "R4.ecu_vin_mismatch",
+        "R4.cvn_changed",
+        "R6.unregistered",
+        "R6.banned_stage",
+    ] {
         assert!(planted.get(rule).copied().unwrap_or(0) >= 1, "{rule} never planted: {planted:?}");
     }
 }
