@@ -7,6 +7,7 @@
 //! `driver` (transport) → `quality` + `report`; `scenario` runs it all against a `target`.
 pub mod driver;
 pub mod engine;
+pub mod field;
 pub mod fleet;
 pub mod noise;
 pub mod plant;

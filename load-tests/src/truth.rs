@@ -38,10 +38,15 @@ pub struct ZoneWorld {
 
 impl ZoneWorld {
     pub fn sample() -> anyhow::Result<Arc<ZoneWorld>> {
+        Ok(Arc::new(ZoneWorld { zones: Self::sample_set()? }))
+    }
+
+    /// The sample zones and exemptions, as the server loads them with `--sample-data`.
+    pub fn sample_set() -> anyhow::Result<ZoneSet> {
         let opts = ImportOptions { mode: ImportMode::Strict, ..Default::default() };
         let zones = import_zones(smogwatch::zones::SAMPLE_ZONES, &opts)?.zones;
         let ex = import_exemptions(smogwatch::zones::SAMPLE_EXEMPTIONS, ImportMode::Strict)?.exemptions;
-        Ok(Arc::new(ZoneWorld { zones: ZoneSet::build(zones, ExemptionBook::new(ex))? }))
+        Ok(ZoneSet::build(zones, ExemptionBook::new(ex))?)
     }
 }
 
