@@ -3,6 +3,10 @@
 //! under noise must raise nothing; the truth never depends on the noise (it comes from the true
 //! path and true emissions), only on whether the terminal could report it at all.
 //!
+//! The sources are cited from the published literature as generally known (GPS SPS Performance
+//! Standard, GNSS/INS textbooks, NOx-sensor datasheets); the exact figures were not re-checked
+//! against the documents here: UNVERIFIED, tune them when field data is available.
+//!
 //! | model | parameters | source / reasoning |
 //! |---|---|---|
 //! | correlated GNSS error, first-order Gauss-Markov per axis | σ 2.5–6 m, τ 30–180 s | GPS SPS Performance Standard (2020): ≤ 8 m 95 % horizontal ⇒ ≈ 3–4 m per axis; urban multipath larger and correlated over tens of seconds to minutes (GNSS/INS literature models it as 1st-order Gauss-Markov with τ of 30–300 s) |
