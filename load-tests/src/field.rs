@@ -12,8 +12,7 @@ use crate::sim::VehicleBatch;
 use smogwatch::detect::{DetectorSet, Observation, RulesConfig, VehicleState};
 use smogwatch::geofence::ZoneRegistry;
 use smogwatch::grpc::convert::{record_from_proto, vehicle_from_proto, violation_to_proto};
-use smogwatch::model::ViolationStatus;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -69,10 +68,16 @@ pub fn run(f: &FieldRun) -> anyhow::Result<FieldResult> {
                 &mut out,
             );
         }
-        let mut seen = HashSet::new();
-        for v in out.iter().filter(|v| v.status == ViolationStatus::Open) {
-            if seen.insert(v.id.clone()) {
-                found.push(violation_to_proto(v));
+        // The newest snapshot of each violation, as the store would list it.
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for v in &out {
+            let p = violation_to_proto(v);
+            match at.get(&p.id) {
+                Some(&i) => found[i] = p,
+                None => {
+                    at.insert(p.id.clone(), found.len());
+                    found.push(p);
+                }
             }
         }
         complete_until.insert(sim.spec.vin.clone(), sim.t0_ms + i64::from(f.sim_seconds) * 1000);

@@ -89,6 +89,10 @@ pub struct Quality {
     pub false_alarm_list: Vec<Found>,
 }
 
+fn is_zone_rule(rule: &str) -> bool {
+    rule == "R1" || rule == "R6.banned_stage"
+}
+
 fn ratio(a: u32, b: u32) -> Option<f64> {
     (b > 0).then(|| f64::from(a) / f64::from(b))
 }
@@ -114,10 +118,26 @@ pub fn evaluate(
     sorted.sort_by(|a, b| (&a.vin, a.started_ms, &a.rule).cmp(&(&b.vin, b.started_ms, &b.rule)));
     for v in sorted {
         let candidates = by_vin.get(v.vin.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        let hit = candidates.iter().copied().find(|&i| {
-            let e = &truth.expected[i];
-            !matched[i] && e.rule == v.rule && (e.start_from_ms..=e.start_to_ms).contains(&v.started_ms)
-        });
+        let hit = candidates
+            .iter()
+            .copied()
+            .find(|&i| {
+                let e = &truth.expected[i];
+                !matched[i] && e.rule == v.rule && (e.start_from_ms..=e.start_to_ms).contains(&v.started_ms)
+            })
+            .or_else(|| {
+                // Zone rules: one detector episode may span several true stays (an exit the GNSS
+                // error blurred, shorter than min_outside as the terminal saw it). It covers a
+                // clear stay when its interval overlaps the stay.
+                candidates.iter().copied().find(|&i| {
+                    let e = &truth.expected[i];
+                    !matched[i]
+                        && e.rule == v.rule
+                        && is_zone_rule(&e.rule)
+                        && v.started_ms <= e.start_to_ms
+                        && v.ended_ms.is_none_or(|end| end >= e.start_from_ms)
+                })
+            });
         match hit {
             Some(i) => {
                 matched[i] = true;
@@ -243,5 +263,37 @@ mod tests {
         assert_eq!(q.false_alarms, 3);
         assert_eq!(q.recall, Some(1.0));
         assert!(q.misses.is_empty());
+    }
+
+    #[test]
+    fn zone_episode_spanning_a_borderline_and_a_clear_stay_matches_the_clear_one() {
+        use crate::plant::Borderline;
+        let truth = GroundTruth {
+            seed: 1,
+            anchor_ms: 0,
+            vehicles: 1,
+            flags: PlantFlags::default(),
+            scored_rules: vec!["R1".into()],
+            expected: vec![exp("R1", "A", 5000, false)],
+            offline_vins: vec![],
+            borderline: vec![Borderline {
+                rule: "R1".into(),
+                vin: "A".into(),
+                from_ms: 900,
+                to_ms: 1100,
+                side: "violation".into(),
+                reason: String::new(),
+            }],
+        };
+        let complete: HashMap<String, i64> = [("A".to_string(), 9999)].into_iter().collect();
+        // Started in the borderline stay, still open over the clear one.
+        let q = evaluate(&truth, &complete, &[found("R1", "A", 1000, false)]);
+        assert_eq!((q.by_rule["R1"].found, q.false_alarms), (1, 0));
+        // Closed before the clear stay: the clear stay is missed, the violation is borderline.
+        let mut closed = found("R1", "A", 1000, false);
+        closed.ended_ms = Some(2000);
+        let q = evaluate(&truth, &complete, &[closed]);
+        let r1 = &q.by_rule["R1"];
+        assert_eq!((r1.missed, r1.borderline_violation_found, q.false_alarms), (1, 1, 0));
     }
 }
