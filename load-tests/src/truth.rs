@@ -6,7 +6,8 @@
 //! it happened.
 //!
 //! Each stay (consecutive seconds truly inside an active, applicable zone; exits shorter than
-//! the 60 s `min_outside` do not end it) is classified:
+//! the 60 s `min_outside`, counting only seconds with a good fix, do not end it: an exit made
+//! during a GNSS outage is invisible to any detector) is classified:
 //! - **violation (clear)**: at least [`CLEAR_STREAK_S`] consecutive seconds at least
 //!   [`CLEAR_DEPTH_M`] inside with the GNSS reporting: the detector must find it;
 //! - **borderline, violation side**: inside for ≥ 60 s but never that deep for that long (a
@@ -61,6 +62,9 @@ struct Stay {
     best_streak: u32,
     /// Second at which the deep streak first reached `CLEAR_STREAK_S`.
     clear_at_s: Option<u32>,
+    /// Seconds outside since the last inside one, counted only with a good fix: an exit the
+    /// terminal could not report (GNSS outage) does not end a stay, for no detector can see it.
+    out_seen_s: u32,
 }
 
 /// One vehicle's zone truth, fed its true position every simulated second.
@@ -94,12 +98,15 @@ impl ZoneTruthLog {
                 inside.push((idx, rule));
             }
         }
-        // Close stays left for longer than min_outside.
+        // Close stays left for longer than min_outside (seen with a good fix).
         let mut i = 0;
         while i < self.open.len() {
             let still =
                 inside.iter().any(|&(idx, _)| zs.zone(idx).is_some_and(|z| z.id == self.open[i].zone_id));
-            if !still && s.saturating_sub(self.open[i].last_in_s) > MIN_OUTSIDE_S {
+            if !still && gnss_ok {
+                self.open[i].out_seen_s += 1;
+            }
+            if !still && self.open[i].out_seen_s > MIN_OUTSIDE_S {
                 self.done.push(self.open.swap_remove(i));
             } else {
                 i += 1;
@@ -121,6 +128,7 @@ impl ZoneTruthLog {
                         streak: 0,
                         best_streak: 0,
                         clear_at_s: None,
+                        out_seen_s: 0,
                     });
                     let n = self.open.len() - 1;
                     &mut self.open[n]
@@ -131,6 +139,7 @@ impl ZoneTruthLog {
                 st.streak = 0;
             }
             st.last_in_s = s;
+            st.out_seen_s = 0;
             st.in_s += 1;
             st.streak = if deep && gnss_ok { st.streak + 1 } else { 0 };
             st.best_streak = st.best_streak.max(st.streak);
