@@ -294,6 +294,20 @@ mod tests {
         assert_eq!(as_value(&loaded), as_value(&Config::default()));
     }
 
+    /// Every detector threshold and safeguard is written out in the example file (not left to
+    /// the defaults), with the default value: `[rules]` in the file is exactly the default.
+    #[test]
+    fn example_config_documents_every_rule_key() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/smogwatch.toml");
+        let text = std::fs::read_to_string(&example).expect("config/smogwatch.toml reads");
+        let file: toml::Value = toml::from_str(&text).expect("config/smogwatch.toml parses");
+        let defaults = toml::Value::try_from(crate::detect::RulesConfig::default()).expect("serialises");
+        if std::env::var_os("SMOGWATCH_PRINT_RULES").is_some() {
+            eprintln!("{}", toml::to_string_pretty(&defaults).unwrap_or_default());
+        }
+        assert_eq!(file.get("rules"), Some(&defaults));
+    }
+
     #[test]
     fn store_section_parses_both_backends() {
         let dir = tempfile::tempdir().unwrap();

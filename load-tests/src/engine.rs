@@ -19,6 +19,8 @@ pub struct Faults {
     pub scr_tamper: bool,
     /// R4 reagent empty: reagent level 0 % (NOx kept compliant to test the reagent rule alone).
     pub reagent_empty: bool,
+    /// R4 DPF bypass: DPF Δp 0.0–0.15 kPa whatever the flow (filter removed).
+    pub dpf_bypass: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -126,7 +128,11 @@ impl EngineModel {
                 Some(if faults.reagent_empty { 0.0 } else { round(self.reagent_pct, 1) });
         }
         if c.has_dpf() {
-            e.dpf_pressure_diff_kpa = Some(round(1.0 + air * 0.004 + rng.noise(0.2), 1));
+            e.dpf_pressure_diff_kpa = Some(if faults.dpf_bypass {
+                round(rng.range(0.0, 0.15), 2)
+            } else {
+                round(1.0 + air * 0.004 + rng.noise(0.2), 1)
+            });
         }
         e
     }

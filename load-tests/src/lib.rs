@@ -7,7 +7,9 @@
 //! `driver` (transport) → `quality` + `report`; `scenario` runs it all against a `target`.
 pub mod driver;
 pub mod engine;
+pub mod field;
 pub mod fleet;
+pub mod noise;
 pub mod plant;
 pub mod procstat;
 pub mod quality;
@@ -19,3 +21,4 @@ pub mod sim;
 pub mod soak;
 pub mod source;
 pub mod target;
+pub mod truth;

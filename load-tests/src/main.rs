@@ -117,6 +117,9 @@ struct Overrides {
     /// Print only the JSON report on stdout.
     #[arg(long)]
     json: bool,
+    /// Ideal terminals: switch the field noise models off (they are on by default).
+    #[arg(long)]
+    no_noise: bool,
 }
 
 impl Overrides {
@@ -153,6 +156,7 @@ impl Overrides {
             r6: f.r6 || self.plant_r6,
         };
         s.quiet = self.json;
+        s.noise = !self.no_noise;
         (s, self.json)
     }
 }

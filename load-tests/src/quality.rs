@@ -1,6 +1,6 @@
 //! Detection quality: the violations the server found, matched against the planted ground truth
 //! by rule, VIN and start-time window.
-use crate::plant::{top_rule, Expected, GroundTruth};
+use crate::plant::{Expected, GroundTruth};
 use serde::Serialize;
 use smogwatch::proto::{self, violations_client::ViolationsClient};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -67,6 +67,12 @@ pub struct RuleQuality {
     pub late_flag_mismatches: u32,
     pub recall: Option<f64>,
     pub precision: Option<f64>,
+    /// Borderline cases truly on the violation side, and how many of them were found.
+    pub borderline_violation: u32,
+    pub borderline_violation_found: u32,
+    /// Borderline cases truly on the compliant side, and how many were (acceptably) flagged.
+    pub borderline_compliant: u32,
+    pub borderline_compliant_found: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -81,6 +87,10 @@ pub struct Quality {
     pub precision: Option<f64>,
     pub misses: Vec<Expected>,
     pub false_alarm_list: Vec<Found>,
+}
+
+fn is_zone_rule(rule: &str) -> bool {
+    rule == "R1" || rule == "R6.banned_stage"
 }
 
 fn ratio(a: u32, b: u32) -> Option<f64> {
@@ -103,16 +113,31 @@ pub fn evaluate(
         by_vin.entry(e.vin.as_str()).or_default().push(i);
     }
     let mut matched = vec![false; truth.expected.len()];
+    let mut border_found = vec![false; truth.borderline.len()];
     let mut sorted: Vec<&proto::Violation> = found.iter().collect();
     sorted.sort_by(|a, b| (&a.vin, a.started_ms, &a.rule).cmp(&(&b.vin, b.started_ms, &b.rule)));
     for v in sorted {
         let candidates = by_vin.get(v.vin.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        let hit = candidates.iter().copied().find(|&i| {
-            let e = &truth.expected[i];
-            !matched[i]
-                && top_rule(&e.rule) == top_rule(&v.rule)
-                && (e.start_from_ms..=e.start_to_ms).contains(&v.started_ms)
-        });
+        let hit = candidates
+            .iter()
+            .copied()
+            .find(|&i| {
+                let e = &truth.expected[i];
+                !matched[i] && e.rule == v.rule && (e.start_from_ms..=e.start_to_ms).contains(&v.started_ms)
+            })
+            .or_else(|| {
+                // Zone rules: one detector episode may span several true stays (an exit the GNSS
+                // error blurred, shorter than min_outside as the terminal saw it). It covers a
+                // clear stay when its interval overlaps the stay.
+                candidates.iter().copied().find(|&i| {
+                    let e = &truth.expected[i];
+                    !matched[i]
+                        && e.rule == v.rule
+                        && is_zone_rule(&e.rule)
+                        && v.started_ms <= e.start_to_ms
+                        && v.ended_ms.is_none_or(|end| end >= e.start_from_ms)
+                })
+            });
         match hit {
             Some(i) => {
                 matched[i] = true;
@@ -125,8 +150,24 @@ pub fn evaluate(
                 }
             }
             None => {
-                q.by_rule.entry(v.rule.clone()).or_default().false_alarms += 1;
-                q.false_alarm_list.push(Found::from(v));
+                let border = truth.borderline.iter().position(|b| {
+                    b.vin == v.vin && b.rule == v.rule && (b.from_ms..=b.to_ms).contains(&v.started_ms)
+                });
+                match border {
+                    Some(b) => {
+                        let rq = q.by_rule.entry(v.rule.clone()).or_default();
+                        if truth.borderline[b].side == "violation" {
+                            rq.borderline_violation_found += 1;
+                        } else {
+                            rq.borderline_compliant_found += 1;
+                        }
+                        border_found[b] = true;
+                    }
+                    None => {
+                        q.by_rule.entry(v.rule.clone()).or_default().false_alarms += 1;
+                        q.false_alarm_list.push(Found::from(v));
+                    }
+                }
             }
         }
     }
@@ -141,6 +182,13 @@ pub fn evaluate(
             q.misses.push(e.clone());
         } else {
             rq.not_due += 1;
+        }
+    }
+    for (b, found) in truth.borderline.iter().zip(&border_found) {
+        let rq = q.by_rule.entry(b.rule.clone()).or_default();
+        match (b.side == "violation", found) {
+            (true, _) => rq.borderline_violation += 1,
+            (false, _) => rq.borderline_compliant += 1,
         }
     }
     for rq in q.by_rule.values_mut() {
@@ -191,6 +239,7 @@ mod tests {
                 exp("R4.reagent_empty", "D", 5000, false),
             ],
             offline_vins: vec![],
+            borderline: vec![],
         };
         let complete: HashMap<String, i64> = [("A", 9999), ("B", 9999), ("C", 1050), ("D", 9999)]
             .iter()
@@ -200,7 +249,8 @@ mod tests {
             found("R3", "A", 1005, false),
             found("R3", "A", 1006, false), // second violation for one episode
             found("R3", "B", 1000, false), // found live, planted late
-            found("R4", "D", 5000, false), // detector names the rule without the sub-rule
+            found("R4.reagent_empty", "D", 5000, false),
+            found("R4.scr_ineffective", "D", 5000, false), // right vehicle, wrong sub-rule
             found("R5", "E", 7, false),
         ];
         let q = evaluate(&truth, &complete, &got);
@@ -209,8 +259,41 @@ mod tests {
         assert_eq!(r3.late_flag_mismatches, 1);
         assert_eq!(q.by_rule["R4.reagent_empty"].found, 1);
         assert_eq!(q.by_rule["R5"].false_alarms, 1);
-        assert_eq!(q.false_alarms, 2);
+        assert_eq!(q.by_rule["R4.scr_ineffective"].false_alarms, 1);
+        assert_eq!(q.false_alarms, 3);
         assert_eq!(q.recall, Some(1.0));
         assert!(q.misses.is_empty());
+    }
+
+    #[test]
+    fn zone_episode_spanning_a_borderline_and_a_clear_stay_matches_the_clear_one() {
+        use crate::plant::Borderline;
+        let truth = GroundTruth {
+            seed: 1,
+            anchor_ms: 0,
+            vehicles: 1,
+            flags: PlantFlags::default(),
+            scored_rules: vec!["R1".into()],
+            expected: vec![exp("R1", "A", 5000, false)],
+            offline_vins: vec![],
+            borderline: vec![Borderline {
+                rule: "R1".into(),
+                vin: "A".into(),
+                from_ms: 900,
+                to_ms: 1100,
+                side: "violation".into(),
+                reason: String::new(),
+            }],
+        };
+        let complete: HashMap<String, i64> = [("A".to_string(), 9999)].into_iter().collect();
+        // Started in the borderline stay, still open over the clear one.
+        let q = evaluate(&truth, &complete, &[found("R1", "A", 1000, false)]);
+        assert_eq!((q.by_rule["R1"].found, q.false_alarms), (1, 0));
+        // Closed before the clear stay: the clear stay is missed, the violation is borderline.
+        let mut closed = found("R1", "A", 1000, false);
+        closed.ended_ms = Some(2000);
+        let q = evaluate(&truth, &complete, &[closed]);
+        let r1 = &q.by_rule["R1"];
+        assert_eq!((r1.missed, r1.borderline_violation_found, q.false_alarms), (1, 1, 0));
     }
 }

@@ -83,6 +83,11 @@ impl Route {
         Route::from_points(points)
     }
 
+    /// A route through the given points in order (e.g. a road along a zone border).
+    pub fn through(points: Vec<(f64, f64)>) -> Route {
+        Route::from_points(points)
+    }
+
     fn from_points(points: Vec<(f64, f64)>) -> Route {
         let mut cum_km = Vec::with_capacity(points.len());
         let mut total = 0.0;

@@ -50,6 +50,8 @@ pub struct Scenario {
     pub anchor_ms: Option<i64>,
     pub command: String,
     pub quiet: bool,
+    /// Field noise models on every vehicle (crate::noise); on unless `--no-noise`.
+    pub noise: bool,
 }
 
 impl Scenario {
@@ -76,6 +78,7 @@ impl Scenario {
             anchor_ms: None,
             command: String::new(),
             quiet: false,
+            noise: true,
         }
     }
 
@@ -130,11 +133,17 @@ pub fn build_fleet(sc: &Scenario, anchor_ms: i64) -> Fleet {
     let mut sims = Vec::with_capacity(sc.vehicles as usize);
     let mut expected = Vec::new();
     let mut offline_vins = Vec::new();
+    // The zones the server runs with (sample data); without them no zone truth (never fails in
+    // practice: the sample zones are built into the library and tested there).
+    let world = crate::truth::ZoneWorld::sample().ok();
     for i in 0..sc.vehicles {
         let mut spec = fleet::vehicle(sc.seed, i, false);
         let plan = plant::plan_for(sc.seed, &spec, sc.flags, sc.plant_rate);
         if plan == Plan::Unregistered {
             spec.registration_code.clear();
+        }
+        if plan == Plan::BannedMachine {
+            spec.machine_type = "forklift";
         }
         if matches!(plan, Plan::Offline { .. }) {
             offline_vins.push(spec.vin.clone());
@@ -142,7 +151,14 @@ pub fn build_fleet(sc: &Scenario, anchor_ms: i64) -> Fleet {
         // Terminals are not synchronised: spread first records over the first 10 s.
         let t0 = anchor_ms + i64::from(i % 10) * 1000;
         expected.extend(plant::expected_for(&spec, plan, t0));
-        sims.push(VehicleSim::new(sc.seed, spec, plan, t0));
+        let mut sim = VehicleSim::new(sc.seed, spec, plan, t0);
+        if sc.noise {
+            sim = sim.with_noise(sc.seed);
+        }
+        sims.push(match &world {
+            Some(w) => sim.with_world(w),
+            None => sim,
+        });
     }
     let truth = GroundTruth {
         seed: sc.seed,
@@ -152,6 +168,7 @@ pub fn build_fleet(sc: &Scenario, anchor_ms: i64) -> Fleet {
         scored_rules: sc.flags.scored_rules().into_iter().map(String::from).collect(),
         expected,
         offline_vins,
+        borderline: Vec::new(),
     };
     Fleet { sims, truth }
 }
@@ -195,7 +212,7 @@ pub async fn run(sc: Scenario) -> anyhow::Result<Report> {
         (_, a) => a,
     };
 
-    let Fleet { sims, truth } = build_fleet(&sc, anchor_ms);
+    let Fleet { sims, mut truth } = build_fleet(&sc, anchor_ms);
     say(&format!("fleet: {} vehicles, {} planted violations", sims.len(), truth.expected.len()));
     let reg_started = Instant::now();
     register(target.grpc_addr, sims.iter().map(|s| s.spec.clone()).collect()).await?;
@@ -229,10 +246,14 @@ pub async fn run(sc: Scenario) -> anyhow::Result<Report> {
     let mut stats = ConnStats::new();
     let mut complete_until: HashMap<String, i64> = HashMap::new();
     for h in handles {
-        let (st, src) = h.await?;
+        let (st, mut src) = h.await?;
         stats.merge(st);
-        for s in &src.sims {
+        for s in &mut src.sims {
             complete_until.insert(s.spec.vin.clone(), s.complete_until_ms());
+            if let Some((exp, border)) = s.take_zone_truth() {
+                truth.expected.extend(exp);
+                truth.borderline.extend(border);
+            }
         }
     }
     let s_end = target.pid.and_then(procstat::sample);

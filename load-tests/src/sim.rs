@@ -3,11 +3,15 @@
 //! time, as fast as the driver asks: time is compressed, nothing waits for the wall clock.
 use crate::engine::{EngineModel, Faults};
 use crate::fleet::{Class, VehicleSpec};
+use crate::noise::{GnssNoise, GnssSample, SensorNoise};
+use crate::plant::{Borderline, Expected};
 use crate::plant::{Plan, Span};
 use crate::rng::Rng;
 use crate::routes::{Route, CITIES, OUTSIDE};
+use crate::truth::{ZoneTruthLog, ZoneWorld};
 use smogwatch::proto;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 pub const RECORDS_PER_BATCH: u32 = 10;
 /// Reissue batches a vehicle sends per tick once back online (terminals reissue at a lower rate
@@ -34,10 +38,16 @@ pub struct VehicleSim {
     km: f64,
     speed_kmh: f64,
     cruise_kmh: f64,
+    prev_speed_kmh: f64,
     /// Seconds left standing still (turnaround at a route end).
     stop_left: u32,
     engine: EngineModel,
     pending_reissue: VecDeque<Vec<proto::TelemetryRecord>>,
+    /// Zone ground truth from the true path (vehicles a zone rule can apply to).
+    zone_truth: Option<ZoneTruthLog>,
+    /// Field noise (see [`crate::noise`]); `None` = an ideal terminal.
+    gnss: Option<GnssNoise>,
+    sensors: Option<SensorNoise>,
 }
 
 impl VehicleSim {
@@ -72,7 +82,7 @@ impl VehicleSim {
         let km = rng.range(0.0, route.length_km() * 0.8);
         let cruise_kmh = match (spec.class, plan) {
             (Class::Machine(_), _) => rng.range(2.0, 5.0),
-            (_, Plan::ZoneEntry) => rng.range(25.0, 40.0),
+            (_, Plan::ZoneEntry | Plan::ZoneBorder { .. }) => rng.range(25.0, 40.0),
             _ => rng.range(60.0, 85.0),
         };
         // Planted vehicles start warm so their episode counts from its first second.
@@ -88,10 +98,55 @@ impl VehicleSim {
             km,
             speed_kmh: cruise_kmh,
             cruise_kmh,
+            prev_speed_kmh: cruise_kmh,
             stop_left: 0,
             engine,
             pending_reissue: VecDeque::new(),
+            zone_truth: None,
+            gnss: None,
+            sensors: None,
         }
+    }
+
+    /// Switches the field noise models on (seeded from the vehicle).
+    pub fn with_noise(mut self, seed: u64) -> Self {
+        let mut rng = Rng::derive(seed, u64::from(self.spec.index), 4);
+        self.gnss = Some(GnssNoise::new(&mut rng));
+        self.sensors = Some(SensorNoise::new(&mut rng, self.plan == Plan::Clean));
+        self
+    }
+
+    /// Judges this vehicle's true path against `world` (R1 / R6 zone truth); a border-road plan
+    /// gets its road along the home district's border.
+    pub fn with_world(mut self, world: &Arc<ZoneWorld>) -> Self {
+        if !matches!(self.spec.class, Class::DieselTruck(3) | Class::Machine(_)) {
+            return self;
+        }
+        if let Plan::ZoneBorder { offset_m } = self.plan {
+            if let Some(route) = border_road(world, self.spec.home.city_code, f64::from(offset_m)) {
+                self.km = self.rng.range(0.0, route.length_km() * 0.5);
+                self.route = route;
+            }
+        }
+        if self.plan == Plan::BannedMachine {
+            // A work site in the middle of the machinery low-emission zone.
+            if let Some(ring) = world.zones.get(LEZ).and_then(|z| z.geometry.0.first().map(|p| p.exterior()))
+            {
+                let n = ring.0.len().max(1) as f64;
+                let c = ring.0.iter().fold((0.0, 0.0), |a, p| (a.0 + p.x / n, a.1 + p.y / n));
+                self.route = Route::around(c, 0.15, &mut self.rng);
+                self.km = 0.0;
+            }
+        }
+        if let Ok(v) = smogwatch::grpc::convert::vehicle_from_proto(self.spec.to_proto()) {
+            self.zone_truth = Some(ZoneTruthLog::new(world.clone(), v, self.t0_ms));
+        }
+        self
+    }
+
+    /// The zone truth of what this vehicle did (taken once, after its simulation).
+    pub fn take_zone_truth(&mut self) -> Option<(Vec<Expected>, Vec<Borderline>)> {
+        self.zone_truth.take().map(ZoneTruthLog::finish)
     }
 
     fn in_span(span: Option<Span>, s: u32) -> bool {
@@ -105,6 +160,7 @@ impl VehicleSim {
             }
             Plan::ScrTamper(sp) => Faults { scr_tamper: sp.contains(s), ..Default::default() },
             Plan::ReagentEmpty(sp) => Faults { reagent_empty: sp.contains(s), ..Default::default() },
+            Plan::DpfBypass(sp) => Faults { dpf_bypass: sp.contains(s), ..Default::default() },
             _ => Faults::default(),
         }
     }
@@ -141,12 +197,45 @@ impl VehicleSim {
             }
         }
         let (lon, lat) = self.route.position_at(self.km);
-        let engine = self.engine.step(self.speed_kmh, machine, self.faults(s), &mut self.rng);
+        let fix = match self.gnss.as_mut() {
+            Some(g) => g.step((lon, lat)),
+            None => GnssSample { pos: (lon, lat), valid: true, healthy: true },
+        };
+        if let Some(t) = self.zone_truth.as_mut() {
+            t.observe(s, (lon, lat), fix.healthy);
+        }
+        let faults = self.faults(s);
+        let mut engine = self.engine.step(self.speed_kmh, machine, faults, &mut self.rng);
+        if let Some(n) = self.sensors.as_mut() {
+            if let (Some(up), Some(down)) = (engine.scr_upstream_nox_ppm, engine.scr_downstream_nox_ppm) {
+                engine.scr_downstream_nox_ppm = n.downstream(s, up, down).map(|d| (d * 10.0).round() / 10.0);
+            }
+            if let Some(level) = engine.reagent_remaining_pct.filter(|_| !faults.reagent_empty) {
+                engine.reagent_remaining_pct = Some((n.reagent(level) * 10.0).round() / 10.0);
+            }
+            if let (Some(_), Some(air)) = (engine.dpf_pressure_diff_kpa, engine.intake_air_flow_kgph) {
+                // A removed filter does not regenerate.
+                if n.regenerating(s) && !faults.dpf_bypass {
+                    let dp = 0.4 + air * 0.0012 + self.rng.noise(0.05);
+                    engine.dpf_pressure_diff_kpa = Some((dp * 10.0).round() / 10.0);
+                }
+            }
+        }
         let smoke = matches!(self.plan, Plan::Smoke(sp) if sp.contains(s));
-        let opacity_k = self.spec.opacity_meter.then(|| {
-            let k = if smoke { self.rng.range(3.2, 4.0) } else { self.rng.range(0.08, 0.25) };
-            (k * 100.0).round() / 100.0
-        });
+        let accelerating = self.speed_kmh > self.prev_speed_kmh + 0.5;
+        self.prev_speed_kmh = self.speed_kmh;
+        let coolant = engine.coolant_temp_c.unwrap_or(88.0);
+        let opacity_k = if self.spec.opacity_meter {
+            let clean = self.rng.range(0.08, 0.25);
+            let k = match self.sensors.as_mut() {
+                _ if smoke => self.rng.range(3.2, 4.0),
+                Some(n) => n.opacity(clean, coolant, accelerating),
+                None => clean,
+            };
+            Some((k * 100.0).round() / 100.0)
+        } else {
+            None
+        };
         let stream_kind = match self.spec.class {
             Class::GasTruck => proto::EngineStreamKind::Gas,
             Class::NewEnergyTruck => proto::EngineStreamKind::Unspecified,
@@ -156,26 +245,42 @@ impl VehicleSim {
             vin: self.spec.vin.clone(),
             time_ms: self.t0_ms + i64::from(s) * 1000,
             position: Some(proto::Position {
-                longitude: (lon * 1e6).round() / 1e6,
-                latitude: (lat * 1e6).round() / 1e6,
-                valid: true,
+                longitude: (fix.pos.0 * 1e6).round() / 1e6,
+                latitude: (fix.pos.1 * 1e6).round() / 1e6,
+                valid: fix.valid,
             }),
             engine: Some(engine),
-            obd: (s.is_multiple_of(30) && self.spec.class.is_diesel()).then(|| self.obd()),
+            obd: (s.is_multiple_of(30) && self.spec.class.is_diesel()).then(|| self.obd(s)),
             opacity_k,
             stream_kind: stream_kind as i32,
         }
     }
 
-    fn obd(&self) -> proto::ObdInfo {
+    fn obd(&self, s: u32) -> proto::ObdInfo {
+        let on = |p: &Plan| match p {
+            Plan::MilOn(sp) | Plan::EcuVinMismatch(sp) | Plan::CvnChanged(sp) => s >= sp.start_s,
+            _ => false,
+        };
+        let active = on(&self.plan);
+        let mil = if active && matches!(self.plan, Plan::MilOn(_)) {
+            proto::MilStatus::On
+        } else {
+            proto::MilStatus::Off
+        };
+        let ecu_vin = if active && matches!(self.plan, Plan::EcuVinMismatch(_)) {
+            "LSMWZ999999999999".to_string()
+        } else {
+            self.spec.vin.clone()
+        };
+        let cvn = if active && matches!(self.plan, Plan::CvnChanged(_)) { "C0FFEE01" } else { "5A5A5A5A" };
         proto::ObdInfo {
             protocol: proto::ObdProtocol::Saej1939 as i32,
-            mil: proto::MilStatus::Off as i32,
+            mil: mil as i32,
             diag_support_status: Some(0x0F),
             diag_readiness_status: Some(0),
-            ecu_vin: self.spec.vin.clone(),
+            ecu_vin,
             software_calibration_id: "SIMCAL0001".into(),
-            cvn: "5A5A5A5A".into(),
+            cvn: cvn.into(),
             iupr: vec![100; 18],
             fault_codes: vec![],
             fault_codes_valid: true,
@@ -225,6 +330,32 @@ impl VehicleSim {
             out.push(VehicleBatch { vehicle: self.spec.index, records: r, reissue: true });
         }
     }
+}
+
+/// The sample machinery low-emission zone (Qiantang, approximate).
+const LEZ: &str = "R6-330114-LEZ";
+
+/// A road along the border of the R1 district zone of `city_code`, `offset_m` metres inside
+/// (positive) or outside: the zone's outer ring, each vertex moved radially (the sample zones
+/// are smooth blobs, so radial is close to normal).
+fn border_road(world: &ZoneWorld, city_code: &str, offset_m: f64) -> Option<Route> {
+    let zone = world.zones.get(&format!("R1-{city_code}-DISTRICTS"))?;
+    let ring = zone.geometry.0.first()?.exterior();
+    let n = ring.0.len().max(1) as f64;
+    let (cx, cy) = ring.0.iter().fold((0.0, 0.0), |a, c| (a.0 + c.x / n, a.1 + c.y / n));
+    let kx = 111_320.0 * cy.to_radians().cos();
+    let ky = 110_574.0;
+    let points = ring
+        .0
+        .iter()
+        .map(|c| {
+            let (dx, dy) = ((c.x - cx) * kx, (c.y - cy) * ky);
+            let r = dx.hypot(dy).max(1.0);
+            let f = (r - offset_m) / r;
+            (cx + dx * f / kx, cy + dy * f / ky)
+        })
+        .collect();
+    Some(Route::through(points))
 }
 
 #[cfg(test)]

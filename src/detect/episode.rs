@@ -121,11 +121,17 @@ pub struct SustainSpec {
     pub max_pause_ms: i64,
     /// Longest time one sample may stand for (a gap in the data is never counted).
     pub max_sample_gap_ms: i64,
+    /// Clear time paid back per unit of holding time. Holding pays the clear count back rather
+    /// than wiping it, so a glitch (a 1–3 s NOx spike) cannot keep an unproven count alive
+    /// forever, nor a proven episode open: the count resets once clear time outweighs holding
+    /// time by `clear_ms`. 1.0 = one for one; a huge value = the old wipe-on-every-sample.
+    pub clear_payback: f64,
 }
 
 /// "Condition held for ≥ N s of qualifying operation": accumulated holding time, paused (not
 /// reset) by non-qualifying samples, reset when the condition is clearly not met for
-/// `clear_ms` or after a pause longer than `max_pause_ms`.
+/// `clear_ms` of clear time net of what holding paid back (`clear_payback`), or after a pause
+/// longer than `max_pause_ms`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sustain {
     /// Previous sample seen (any judgement): the sample duration is measured from it.
@@ -171,7 +177,8 @@ impl Sustain {
         self.last_qual_ms = Some(t.max(self.last_qual_ms.unwrap_or(i64::MIN)));
         match j {
             Judgement::Holds(v) => {
-                self.clear_ms = 0;
+                let payback = (dt as f64 * spec.clear_payback.max(0.0)).min(i64::MAX as f64) as i64;
+                self.clear_ms = self.clear_ms.saturating_sub(payback).max(0);
                 let ep = self.episode.get_or_insert(SustainEpisode {
                     started_ms: t,
                     last_hold_ms: t,
@@ -209,8 +216,13 @@ impl Sustain {
 mod tests {
     use super::*;
 
-    const SPEC: SustainSpec =
-        SustainSpec { min_hold_ms: 10_000, clear_ms: 3_000, max_pause_ms: 60_000, max_sample_gap_ms: 2_000 };
+    const SPEC: SustainSpec = SustainSpec {
+        min_hold_ms: 10_000,
+        clear_ms: 3_000,
+        max_pause_ms: 60_000,
+        max_sample_gap_ms: 2_000,
+        clear_payback: 1.0,
+    };
 
     #[test]
     fn stats_track_min_max_mean() {

@@ -22,6 +22,7 @@ pub mod episode;
 pub mod machinery;
 pub mod nox;
 pub mod offline;
+pub mod plausibility;
 pub mod smoke;
 pub mod tamper;
 pub mod window;
@@ -75,7 +76,7 @@ pub struct VehicleState {
 }
 
 /// Format version of the persisted [`VehicleState`]; bump when its layout changes.
-const STATE_VERSION: u8 = 3;
+const STATE_VERSION: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -383,7 +384,9 @@ mod tests {
         assert!(st.tamper.clone() != Default::default());
         assert!(!st.offline.clone().eq(&Default::default()));
         let n = st.encode().len();
-        assert!(n <= BUDGET * 3 / 4, "busy state is {n} bytes");
+        // 13/16: the NOx sensor plausibility watches (R3, R4) hold ~16 bytes each while a
+        // reading counts; still a fifth of the budget spare.
+        assert!(n <= BUDGET * 13 / 16, "busy state is {n} bytes");
         let size = |b: Result<Vec<u8>, postcard::Error>| b.map(|v| v.len()).unwrap_or(0);
         eprintln!(
             "busy state: {n} bytes (nox {}, smoke {}, tamper {}, offline {}, machinery {})",

@@ -1,6 +1,7 @@
 //! R3: suspected NOx exceedance (rules.md). Policy default, not a standard limit: SCR downstream
 //! NOx above 500 ppm for ≥ 300 s of accumulated valid time within a 600 s window, counting only
 //! records of a warmed-up SCR (engine > 500 rpm, SCR inlet ≥ 250 °C, coolant ≥ 70 °C).
+use super::plausibility::{NoxPlausibility, NoxSensorWatch};
 use super::window::{sample_duration_ms, WindowCounter, WindowSpec};
 use super::{Detector, Observation};
 use crate::model::{Fix, Measured, TimestampMs, Violation, ViolationId, ViolationStatus};
@@ -20,6 +21,8 @@ pub struct NoxConfig {
     pub min_coolant_c: f64,
     /// Longest time one sample may stand for (a gap never counts as exceedance).
     pub max_sample_gap_s: u32,
+    /// Upstream / downstream sensor plausibility: an implausible sample counts as absent.
+    pub plausibility: NoxPlausibility,
 }
 
 impl Default for NoxConfig {
@@ -32,6 +35,7 @@ impl Default for NoxConfig {
             min_scr_inlet_c: 250.0,
             min_coolant_c: 70.0,
             max_sample_gap_s: 10,
+            plausibility: NoxPlausibility::default(),
         }
     }
 }
@@ -42,6 +46,7 @@ pub struct NoxState {
     pub prev_ms: Option<TimestampMs>,
     window: WindowCounter,
     episode: Option<Episode>,
+    sensor: NoxSensorWatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +111,11 @@ impl NoxDetector {
                     "min_scr_inlet_c": self.cfg.min_scr_inlet_c,
                     "min_coolant_c": self.cfg.min_coolant_c,
                 },
+                "plausibility": {
+                    "max_down_over_up": self.cfg.plausibility.max_down_over_up,
+                    "tolerance_ppm": self.cfg.plausibility.tolerance_ppm,
+                    "stuck_s": self.cfg.plausibility.stuck_s,
+                },
             }),
             measured,
             evidence: json!({
@@ -130,6 +140,11 @@ impl Detector for NoxDetector {
         let Some(e) = obs.record.engine.as_ref() else { return };
         // Absent downstream NOx: this record neither counts nor lets time pass for the rule.
         let Some(down) = e.scr_downstream_nox_ppm else { return };
+        // An implausible pair (downstream far above upstream, a stuck sensor) is absent too.
+        let counts = down > self.cfg.limit_ppm;
+        if !st.sensor.plausible(&self.cfg.plausibility, t, e.scr_upstream_nox_ppm, down, counts) {
+            return;
+        }
         let dt = sample_duration_ms(st.prev_ms, t, i64::from(self.cfg.max_sample_gap_s) * 1000);
         st.prev_ms = Some(t.max(st.prev_ms.unwrap_or(i64::MIN)));
 
@@ -259,6 +274,19 @@ mod tests {
         let out = run(trace);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].status, ViolationStatus::Open);
+    }
+
+    /// Failure mode (d): downstream NOx above upstream (NH₃ slip read by the NOx sensor, or a
+    /// faulty sensor) is not an exceedance; neither is a sensor stuck above the limit.
+    #[test]
+    fn downstream_above_upstream_is_not_an_exceedance() {
+        assert!(run(secs(0, 1200, warm(400.0, 650.0))).is_empty());
+        let stuck = (0..1200).map(|s| (T0 + s * 1000, warm(850.0 + (s % 50) as f64, 620.0)));
+        assert!(run(stuck).is_empty());
+        // A real exceedance with downstream ≈ upstream (no SCR at all) is still caught.
+        let out =
+            run((0..400).map(|s| (T0 + s * 1000, warm(800.0 + (s % 9) as f64, 790.0 + (s % 5) as f64))));
+        assert_eq!(out.len(), 1);
     }
 
     #[test]

@@ -84,6 +84,11 @@ pub struct SmokeConfig {
     pub min_exceed_s: u32,
     pub window_s: u32,
     pub max_sample_gap_s: u32,
+    /// Warm-up gate: terminal opacity counts only once the coolant is at least this warm
+    /// (condensing water vapour after a cold start reads as smoke).
+    pub warm_up_min_coolant_c: f64,
+    /// Without a coolant value, the engine must have run this long without a stop instead.
+    pub warm_up_min_running_s: u32,
 }
 
 impl Default for SmokeConfig {
@@ -97,6 +102,8 @@ impl Default for SmokeConfig {
             min_exceed_s: 10,
             window_s: 60,
             max_sample_gap_s: 2,
+            warm_up_min_coolant_c: 70.0,
+            warm_up_min_running_s: 600,
         }
     }
 }
@@ -160,6 +167,9 @@ pub struct SmokeState {
     prev_ms: Option<TimestampMs>,
     window: WindowCounter,
     episode: Option<Episode>,
+    /// Engine running since / last seen running, tracked only while no coolant value comes
+    /// (the warm-up gate's fallback); `None` otherwise, so a normal vehicle keeps one byte.
+    running: Option<(TimestampMs, TimestampMs)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +215,10 @@ impl SmokeDetector {
             "k_limit_basis": lim.basis,
             "min_exceed_s": th(f64::from(self.cfg.min_exceed_s), POLICY_DEFAULT),
             "window_s": th(f64::from(self.cfg.window_s), POLICY_DEFAULT),
+            "warm_up": {
+                "min_coolant_c": th(self.cfg.warm_up_min_coolant_c, POLICY_DEFAULT),
+                "min_running_s_without_coolant": th(f64::from(self.cfg.warm_up_min_running_s), POLICY_DEFAULT),
+            },
         });
         v.measured = measured;
         v.evidence = json!({
@@ -219,6 +233,35 @@ impl SmokeDetector {
     }
 }
 
+impl SmokeDetector {
+    /// The warm-up gate, updating the engine-running memory: warm when the coolant is at least
+    /// `warm_up_min_coolant_c`, or, with no coolant value, when the engine has run for
+    /// `warm_up_min_running_s` counted from the first record without one (a stop, or no running
+    /// record for 60 s, restarts it). No engine data at all: warm-up unknown, not warm.
+    fn warm_up(&self, st: &mut SmokeState, obs: &Observation<'_>) -> bool {
+        let t = obs.record.time_ms;
+        let Some(e) = obs.record.engine.as_ref() else { return false };
+        if let Some(c) = e.coolant_temp_c {
+            st.running = None;
+            return c >= self.cfg.warm_up_min_coolant_c;
+        }
+        match e.engine_speed_rpm {
+            Some(rpm) if rpm > 0.0 => {
+                let since = match st.running {
+                    Some((since, last)) if t >= last && t - last <= 60_000 => since,
+                    _ => t,
+                };
+                st.running = Some((since, t.max(st.running.map_or(t, |r| r.1))));
+            }
+            Some(_) => st.running = None,
+            None => {}
+        }
+        st.running.is_some_and(|(since, last)| {
+            last == t && t - since >= i64::from(self.cfg.warm_up_min_running_s) * 1000
+        })
+    }
+}
+
 impl Detector for SmokeDetector {
     type State = SmokeState;
 
@@ -228,8 +271,14 @@ impl Detector for SmokeDetector {
 
     fn update(&self, st: &mut SmokeState, obs: &Observation<'_>, out: &mut Vec<Violation>) {
         let t = obs.record.time_ms;
+        let warm = self.warm_up(st, obs);
         let Some(k) = obs.record.opacity_k else { return };
         let Some(lim) = k_limit(obs.vehicle, &self.cfg) else { return };
+        // A cold engine's reading is absent for the rule: it neither counts, nor clears, nor
+        // lets time pass.
+        if !warm {
+            return;
+        }
         let dt = sample_duration_ms(st.prev_ms, t, i64::from(self.cfg.max_sample_gap_s) * 1000);
         st.prev_ms = Some(t.max(st.prev_ms.unwrap_or(i64::MIN)));
 
@@ -250,6 +299,11 @@ impl Detector for SmokeDetector {
         if let Some(ep) = st.episode.as_mut() {
             if !ep.opened && total >= i64::from(self.cfg.min_exceed_s) * 1000 {
                 ep.opened = true;
+                // The episode starts at the oldest exceedance of the window that proves it, not
+                // at a glitch that merely kept the window from emptying long before.
+                if let Some(oldest) = st.window.oldest_counted_ms(self.spec) {
+                    ep.started_ms = ep.started_ms.max(oldest);
+                }
                 out.push(self.violation(ep, obs, &lim, ViolationStatus::Open));
             }
         }
@@ -588,18 +642,51 @@ mod tests {
         assert_eq!(u.reason, "registered vehicle has no VIN");
     }
 
-    #[test]
-    fn engine_data_is_irrelevant_to_opacity() {
-        // Opacity with an engine stream that is entirely absent still counts.
+    fn run_engine(trace: impl IntoIterator<Item = (i64, Option<EngineData>, f64)>) -> Vec<Violation> {
         let d = SmokeDetector::new(SmokeConfig::default());
         let v = truck(EmissionStage::ChinaV);
         let mut st = SmokeState::default();
         let mut out = Vec::new();
-        for s in 0..12 {
-            let mut r = record(T0 + s * 1000, EngineData::default());
-            r.opacity_k = Some(1.0);
+        for (s, e, k) in trace {
+            let mut r = record(T0 + s * 1000, e.unwrap_or_default());
+            r.engine = e;
+            r.opacity_k = Some(k);
             d.update(&mut st, &Observation { vehicle: &v, record: &r, received_ms: r.time_ms }, &mut out);
         }
+        out
+    }
+
+    /// Acceleration puffs (2 s above the limit every 40 s) never prove smoke, and when real smoke
+    /// follows, the violation starts within the window that proved it, not at the first puff.
+    #[test]
+    fn puffs_do_not_fire_nor_stretch_the_episode_start() {
+        let puffs = (0..600).map(|s| (T0 + s * 1000, Some(if s % 40 < 2 { 0.9 } else { 0.2 })));
+        assert!(run(puffs.clone()).is_empty());
+        let out = run(puffs.chain(secs(600, 630, Some(2.0))));
         assert_eq!(out.len(), 1);
+        assert!(out[0].started_ms >= T0 + 540_000, "{}", out[0].started_ms - T0);
+    }
+
+    /// Failure mode (e): cold-start steam (k 1.5 for 30 s at 20 °C coolant) is not black smoke.
+    /// The same reading from a warm engine is.
+    #[test]
+    fn cold_start_steam_is_not_smoke() {
+        let at = |coolant: Option<f64>| EngineData { coolant_temp_c: coolant, ..warm(900.0, 100.0) };
+        let steam = (0..30).map(|s| (s, Some(at(Some(20.0))), 1.5));
+        let warming = (30..900).map(|s| (s, Some(at(Some(20.0 + s as f64 / 15.0))), 0.3));
+        assert!(run_engine(steam.chain(warming)).is_empty());
+        assert_eq!(run_engine((0..30).map(|s| (s, Some(at(Some(85.0))), 1.5))).len(), 1);
+        // No coolant value: the engine must have run 600 s since it started.
+        let no_coolant = at(None);
+        assert!(run_engine((0..30).map(|s| (s, Some(no_coolant), 1.5))).is_empty());
+        let out = run_engine((0..620).map(|s| (s, Some(no_coolant), if s < 590 { 0.3 } else { 1.5 })));
+        assert_eq!(out.len(), 1);
+        // A stop restarts the count.
+        let stopped = EngineData { engine_speed_rpm: Some(0.0), ..no_coolant };
+        let trace = (0..620).map(|s| (s, Some(if s == 300 { stopped } else { no_coolant }), 1.5));
+        assert!(run_engine(trace).is_empty());
+        // No engine data at all: warm-up unknown, not judged.
+        assert!(run_engine((0..60).map(|s| (s, None, 1.5))).is_empty());
+        assert!(run_engine((0..60).map(|s| (s, Some(EngineData::default()), 1.5))).is_empty());
     }
 }

@@ -37,6 +37,7 @@
 //!   started = ended = the report) with old and new CVN in evidence, and becomes the new baseline.
 //!   Blank or invalid CVNs (not printable ASCII) are absent.
 use super::episode::{skeleton, th, track, Judgement, Sustain, SustainEpisode, SustainSpec, POLICY_DEFAULT};
+use super::plausibility::{NoxPlausibility, NoxSensorWatch};
 use super::{Detector, Observation};
 use crate::model::{
     EmissionStage, EngineData, EngineStreamKind, Fuel, MilStatus, Violation, ViolationStatus,
@@ -86,6 +87,10 @@ pub struct TamperConfig {
     pub max_pause_s: u32,
     /// Longest time one sample may stand for.
     pub max_sample_gap_s: u32,
+    /// Clear time each second of holding pays back (see [`SustainSpec::clear_payback`]).
+    pub clear_payback: f64,
+    /// Upstream / downstream NOx plausibility for `R4.scr_ineffective`.
+    pub plausibility: NoxPlausibility,
 }
 
 impl Default for TamperConfig {
@@ -108,6 +113,8 @@ impl Default for TamperConfig {
             clear_s: 60,
             max_pause_s: 1800,
             max_sample_gap_s: 10,
+            clear_payback: 1.0,
+            plausibility: NoxPlausibility::default(),
         }
     }
 }
@@ -121,6 +128,7 @@ pub struct TamperState {
     ecu_vin: Option<ObdEpisode>,
     /// Baseline CVN: the last valid one reported.
     cvn: Option<String>,
+    sensor: NoxSensorWatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +170,7 @@ impl TamperDetector {
             clear_ms: i64::from(self.cfg.clear_s) * 1000,
             max_pause_ms: i64::from(self.cfg.max_pause_s) * 1000,
             max_sample_gap_ms: i64::from(self.cfg.max_sample_gap_s) * 1000,
+            clear_payback: self.cfg.clear_payback,
         }
     }
 
@@ -263,6 +272,17 @@ impl TamperDetector {
         if let Some(o) = thresholds.as_object_mut() {
             o.insert("clear_s".into(), th(f64::from(c.clear_s), POLICY_DEFAULT));
             o.insert("max_pause_s".into(), th(f64::from(c.max_pause_s), POLICY_DEFAULT));
+            o.insert("clear_payback".into(), th(c.clear_payback, POLICY_DEFAULT));
+            if matches!(sub, Sub::Scr) {
+                o.insert(
+                    "plausibility".into(),
+                    json!({
+                        "max_down_over_up": th(c.plausibility.max_down_over_up, POLICY_DEFAULT),
+                        "tolerance_ppm": th(c.plausibility.tolerance_ppm, POLICY_DEFAULT),
+                        "stuck_s": th(f64::from(c.plausibility.stuck_s), POLICY_DEFAULT),
+                    }),
+                );
+            }
         }
         let vin = obs.record.vin;
         let mut v = skeleton(rule, "", vin, obs.vehicle, ep.started_ms, status);
@@ -442,8 +462,16 @@ impl Detector for TamperDetector {
     fn update(&self, st: &mut TamperState, obs: &Observation<'_>, out: &mut Vec<Violation>) {
         if let (Some(e), true) = (obs.record.engine.as_ref(), is_diesel(obs)) {
             let t = obs.record.time_ms;
+            let nox_plausible = e.scr_downstream_nox_ppm.is_none_or(|down| {
+                let up = e.scr_upstream_nox_ppm;
+                let counts = up.is_some_and(|u| down > u * (1.0 - self.cfg.scr_min_conversion_pct / 100.0));
+                st.sensor.plausible(&self.cfg.plausibility, t, up, down, counts)
+            });
             for sub in SUBS {
-                let j = self.judge(sub, e, obs.vehicle.emission_stage);
+                let j = match sub {
+                    Sub::Scr if !nox_plausible => Judgement::Skip,
+                    _ => self.judge(sub, e, obs.vehicle.emission_stage),
+                };
                 let spec = self.spec(sub);
                 let acc = match sub {
                     Sub::Scr => &mut st.scr,
@@ -611,6 +639,44 @@ mod tests {
             bad_scr(),
         )));
         assert!(out.is_empty(), "{out:#?}");
+    }
+
+    /// Failure mode (c): NOx spikes of 1–3 s every 30–60 s on an SCR otherwise converting 95 %
+    /// never add up to 600 s: holding time pays the clear count back instead of wiping it, so
+    /// each glitch is forgotten after a minute of good conversion. A tampered SCR with a
+    /// plausible share of good-looking samples (one in ten) is still caught.
+    #[test]
+    fn brief_nox_spikes_never_accumulate() {
+        let mut next_spike = 0i64;
+        let mut spike_left = 0i64;
+        let trace = (0..4 * 3600i64).map(|s| {
+            if s == next_spike {
+                spike_left = 1 + s % 3;
+                next_spike = s + 30 + (s * 7919) % 31;
+            }
+            let e = if spike_left > 0 { warm(900.0, 850.0) } else { warm(900.0, 45.0) };
+            spike_left -= 1;
+            record(T0 + s * 1000, e)
+        });
+        let out = run(trace);
+        assert!(out.is_empty(), "{out:#?}");
+        let tampered = (0..900i64).map(|s| {
+            record(T0 + s * 1000, if s % 10 == 3 { warm(900.0, 400.0) } else { warm(900.0, 820.0) })
+        });
+        assert_eq!(rules(&run(tampered)), [(RULE_SCR, ViolationStatus::Open)]);
+    }
+
+    /// Failure mode (d): downstream above upstream (NH₃ slip, faulty sensor) is not tampering;
+    /// a removed SCR (downstream ≈ upstream) still is.
+    #[test]
+    fn downstream_above_upstream_is_not_tampering() {
+        assert!(run(secs(0, 3000, warm(300.0, 450.0))).is_empty());
+        assert!(
+            run((0..3000).map(|s| record(T0 + s * 1000, warm(850.0 + (s % 40) as f64, 800.0)))).is_empty()
+        );
+        let removed =
+            (0..700).map(|s| record(T0 + s * 1000, warm(800.0 + (s % 9) as f64, 820.0 + (s % 4) as f64)));
+        assert_eq!(rules(&run(removed)), [(RULE_SCR, ViolationStatus::Open)]);
     }
 
     #[test]

@@ -82,6 +82,14 @@ impl WindowCounter {
         }
     }
 
+    /// Start time of the oldest bucket in the window that holds counted time.
+    pub fn oldest_counted_ms(&self, spec: WindowSpec) -> Option<i64> {
+        let n = self.ring.len() as i64;
+        (self.head - n + 1..=self.head)
+            .find(|&i| self.ring.get(i.rem_euclid(n.max(1)) as usize).is_some_and(|&b| b > 0))
+            .map(|i| i * spec.bucket_ms)
+    }
+
     pub fn total_ms(&self) -> u64 {
         self.ring.iter().map(|&b| u64::from(b)).sum()
     }
@@ -113,11 +121,15 @@ mod tests {
             w.add(spec, s * 1000, 1000);
         }
         assert_eq!(w.total_ms(), 300_000);
+        assert_eq!(w.oldest_counted_ms(spec), Some(0));
+        w.advance(spec, 600_000);
+        assert_eq!(w.oldest_counted_ms(spec), Some(10_000), "bucket 0 left the window");
         // 10 minutes later the first 300 s have left the window.
         w.advance(spec, 900_000);
         assert!(w.total_ms() < 300_000);
         w.advance(spec, 2_000_000);
         assert_eq!(w.total_ms(), 0);
+        assert_eq!(w.oldest_counted_ms(spec), None);
         assert!(w.is_empty());
     }
 

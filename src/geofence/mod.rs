@@ -9,6 +9,7 @@
 //!   while ingest runs;
 //! - [`ZoneTracker`] turns a vehicle's fixes into R1 / R6 violations (with dwell) and park
 //!   passages, over a small serialisable [`ZoneTrackState`].
+pub mod depth;
 pub mod exemption;
 pub mod gcj02;
 pub mod geojson_import;

@@ -13,11 +13,21 @@
 //! - A zone *qualifies* at a fix when the fix is inside it, the zone is active (effective date and
 //!   schedule), it applies to the vehicle, and no exemption covers the vehicle. For parks only
 //!   "inside, active, applies" counts.
-//! - Dwell: an episode is proven after `min_inside` of CONTINUOUS qualification: any
-//!   non-qualifying fix before that discards the candidate, so GPS jitter across a boundary never
-//!   proves anything. A data gap longer than `max_fix_gap` restarts an unproven candidate (time in
-//!   a gap is not evidence). Once proven, the violation (or the park "In" passage) is emitted with
-//!   the ENTRY time (first qualifying fix) as episode start, so replays derive the same id.
+//! - Evidence (R1 / R6 zones): a qualifying fix is evidence of presence only when it lies at
+//!   least `min_depth_m` inside the zone (no boundary within that distance: GNSS error drifts
+//!   slowly, so fixes near a border prove nothing either way) and the tracker is not settling
+//!   after a GPS gap (`reacquire_settle_s` after more than `max_dwell_step_s` without an
+//!   accepted fix: the first fixes after reacquisition can be hundreds of metres off). Parks
+//!   take any qualifying fix outside the settling period.
+//! - Dwell: an episode starts at an evidence fix and is proven once `min_inside` of dwell is
+//!   CREDITED: only steps between consecutive evidence fixes no longer than `max_dwell_step_s`
+//!   count, so time in a GPS gap never does. Shallow or settling fixes neither credit nor
+//!   discard; any non-qualifying fix before the proof discards the candidate, so GPS jitter
+//!   across a boundary never proves anything. A gap longer than `max_fix_gap` drops an unproven
+//!   candidate. Once proven, the violation (or the park "In" passage) is emitted with the ENTRY
+//!   time (first evidence fix) as episode start, so replays derive the same id.
+//! - Hysteresis: a proven episode continues on any inside fix, however shallow; fixes while
+//!   settling after a gap neither continue nor end it.
 //! - A proven episode ends after `min_outside` of continuous non-qualification; the end time and
 //!   exit fix are those of the first non-qualifying fix. Re-qualifying during that grace period
 //!   continues the same episode (one episode = one violation). Leaving the area, the schedule
@@ -48,6 +58,15 @@ pub struct TrackerConfig {
     pub jump_noise_floor_m: f64,
     /// A gap between accepted fixes longer than this restarts an unproven dwell.
     pub max_fix_gap_s: u32,
+    /// R1 / R6 entry margin: a fix is evidence of presence for an unproven episode only when no
+    /// zone boundary lies within this many metres of it (GNSS error drifts; see docs/rules.md).
+    pub min_depth_m: f64,
+    /// Longest step between two evidence fixes credited to the dwell; a longer one is a GPS gap,
+    /// and time in a gap is never credited.
+    pub max_dwell_step_s: u32,
+    /// After a GPS gap (no accepted fix for more than `max_dwell_step_s`), fixes during this long
+    /// are not evidence: the first fixes after reacquisition can be hundreds of metres off.
+    pub reacquire_settle_s: u32,
     /// Bound on the track sample kept per episode (evenly thinned).
     pub max_track_samples: u16,
     pub park_min_inside_s: u32,
@@ -62,6 +81,9 @@ impl Default for TrackerConfig {
             max_implied_speed_kmh: 200.0,
             jump_noise_floor_m: 100.0,
             max_fix_gap_s: 300,
+            min_depth_m: 20.0,
+            max_dwell_step_s: 10,
+            reacquire_settle_s: 30,
             max_track_samples: 20,
             park_min_inside_s: 60,
             park_min_outside_s: 60,
@@ -176,6 +198,12 @@ struct ZoneTrack {
     inside_fixes: u32,
     stride: u32,
     samples: Vec<Sample>,
+    /// Dwell credited so far: steps between consecutive evidence fixes, none longer than
+    /// `max_dwell_step_s` (ms). Decides the proof, not the elapsed time since entry.
+    credited_ms: i64,
+    /// Previous evidence fix of an unproven episode; `None` after a shallow or settling fix, so
+    /// the step across them is not credited.
+    last_evidence_t: Option<TimestampMs>,
 }
 
 impl ZoneTrack {
@@ -192,6 +220,8 @@ impl ZoneTrack {
             inside_fixes: 0,
             stride: 1,
             samples: Vec::new(),
+            credited_ms: 0,
+            last_evidence_t: Some(p.t),
         };
         t.sample(p, usize::MAX);
         t
@@ -229,6 +259,8 @@ pub struct ZoneTrackState {
     last_fix: Option<TrackPoint>,
     /// Run of consecutive implausible-but-self-consistent fixes, for re-anchoring.
     suspect: Option<(TrackPoint, u8)>,
+    /// Fixes before this time follow a GPS gap and are not evidence (reacquisition settling).
+    settle_until: Option<TimestampMs>,
     tracks: Vec<ZoneTrack>,
 }
 
@@ -332,10 +364,17 @@ impl ZoneTracker {
         let gap_ms = state.last_fix.map(|f| t - f.t);
         state.last_fix = Some(p);
         let long_gap = gap_ms.is_some_and(|g| g > i64::from(self.cfg.max_fix_gap_s) * 1000);
+        if gap_ms.is_some_and(|g| g > i64::from(self.cfg.max_dwell_step_s) * 1000) {
+            state.settle_until = Some(t + i64::from(self.cfg.reacquire_settle_s) * 1000);
+        }
+        let settling = state.settle_until.is_some_and(|u| t < u);
+        if !settling {
+            state.settle_until = None;
+        }
 
         let mut hits = Vec::new();
         zones.zones_at(fix.lon, fix.lat, &mut hits);
-        let ctx = Ctx { tracker: self, vehicle, vin: record.vin, zones, p };
+        let ctx = Ctx { tracker: self, vehicle, vin: record.vin, zones, p, settling };
 
         let mut tracks = std::mem::take(&mut state.tracks);
         tracks.retain_mut(|tr| {
@@ -351,7 +390,7 @@ impl ZoneTracker {
             if tracks.iter().any(|tr| tr.zone_id == zone.id) {
                 continue;
             }
-            if self.status(zones, idx, &hits, vehicle, t) == Status::Qualifies {
+            if self.status(zones, idx, &hits, vehicle, t) == Status::Qualifies && ctx.is_evidence(zone) {
                 let mut tr = ZoneTrack::new(zone, p);
                 // A zero dwell threshold proves the episode on its first fix.
                 if ctx.step(&mut tr, Some(idx), Status::Qualifies, false, out, passages) {
@@ -395,9 +434,27 @@ struct Ctx<'a> {
     vin: Vin,
     zones: &'a ZoneSet,
     p: TrackPoint,
+    /// The fix follows a GPS gap by less than `reacquire_settle_s`.
+    settling: bool,
 }
 
 impl Ctx<'_> {
+    /// Whether the current (qualifying) fix is evidence of presence for an unproven episode:
+    /// not settling after a gap and, for rule zones, at least `min_depth_m` inside. Parks count
+    /// gate passages of every truck, not violations, so they take any inside fix.
+    fn is_evidence(&self, zone: &Zone) -> bool {
+        if self.settling {
+            return false;
+        }
+        zone.kind.rule().is_none()
+            || !super::depth::boundary_within(
+                &zone.geometry,
+                self.p.lon(),
+                self.p.lat(),
+                self.tracker.cfg.min_depth_m,
+            )
+    }
+
     /// Advances one track by the current fix; returns whether the track is kept.
     fn step(
         &self,
@@ -417,18 +474,39 @@ impl Ctx<'_> {
         } else {
             (cfg.min_inside_s, cfg.min_outside_s)
         };
+        // A proven episode ignores fixes while reacquisition settles: they neither continue
+        // nor end it (the first fixes after a gap can be far off either way).
+        if tr.proven && self.settling {
+            return true;
+        }
         match status {
             Status::Qualifies => {
-                if long_gap && !tr.proven {
-                    if let Some(z) = zone {
-                        *tr = ZoneTrack::new(z, p);
+                if !tr.proven {
+                    let evidence = zone.is_some_and(|z| self.is_evidence(z));
+                    if long_gap {
+                        match zone {
+                            Some(z) if evidence => *tr = ZoneTrack::new(z, p),
+                            _ => return false,
+                        }
+                    } else if evidence {
+                        // Credit the step from the previous evidence fix unless it spans a gap.
+                        if let Some(prev) = tr.last_evidence_t {
+                            let step = p.t - prev;
+                            if step <= i64::from(cfg.max_dwell_step_s) * 1000 {
+                                tr.credited_ms = tr.credited_ms.saturating_add(step.max(0));
+                            }
+                        }
+                        tr.last_evidence_t = Some(p.t);
+                    } else {
+                        tr.last_evidence_t = None;
                     }
-                } else if tr.last_inside != p {
+                }
+                if tr.last_inside != p {
                     tr.left = None;
                     tr.last_inside = p;
                     tr.sample(p, usize::from(cfg.max_track_samples));
                 }
-                if !tr.proven && p.t - tr.entry.t >= i64::from(min_in) * 1000 {
+                if !tr.proven && tr.credited_ms >= i64::from(min_in) * 1000 {
                     tr.proven = true;
                     self.emit(tr, zone, ViolationStatus::Open, out, passages);
                 }
@@ -532,6 +610,7 @@ impl Ctx<'_> {
             "entry_fix": tr.entry.json(),
             "last_inside_fix": tr.last_inside.json(),
             "dwell_s": dwell_s,
+            "credited_dwell_s": tr.credited_ms as f64 / 1000.0,
             "inside_fixes": tr.inside_fixes,
             "vehicle": {
                 "kind": v.kind, "fuel": v.fuel, "emission_stage": v.emission_stage,
@@ -569,6 +648,9 @@ impl Ctx<'_> {
                 "min_outside_s": cfg.min_outside_s,
                 "max_implied_speed_kmh": cfg.max_implied_speed_kmh,
                 "max_fix_gap_s": cfg.max_fix_gap_s,
+                "min_depth_m": cfg.min_depth_m,
+                "max_dwell_step_s": cfg.max_dwell_step_s,
+                "reacquire_settle_s": cfg.reacquire_settle_s,
             }),
             measured: None,
             evidence,
