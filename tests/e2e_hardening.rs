@@ -3,12 +3,11 @@
 //! Each test failed on the code before the fix.
 mod common;
 
-use chrono::{DateTime, Utc};
+use common::terminal::*;
 use common::*;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use smogwatch::hj1239::{
-    command, Answer, Decoded, EngineData, Frame, FrameCodec, GbRecord, GbReport, InfoBody, InfoReport, Login,
-    Message, PositionStatus, TerminalTime, Vin as WireVin,
+    command, Answer, Frame, FrameCodec, GbRecord, GbReport, InfoBody, InfoReport, Login, Message,
 };
 use smogwatch::model::{now_ms, Vin};
 use smogwatch::proto::{self, registry_client::RegistryClient, violations_client::ViolationsClient};
@@ -60,52 +59,13 @@ async fn records_older_than_retention_are_refused_over_grpc() {
 
 // --- HJ 1239 ---
 
-fn tt(ms: i64) -> TerminalTime {
-    TerminalTime::from_utc(DateTime::<Utc>::from_timestamp_millis(ms).unwrap()).unwrap()
-}
-
-fn wire_vin(v: &str) -> WireVin {
-    WireVin(v.as_bytes().try_into().unwrap())
-}
-
-fn engine() -> EngineData {
-    EngineData {
-        vehicle_speed: 40 * 256,
-        atmospheric_pressure: 200,
-        net_torque: 175,
-        friction_torque: 130,
-        engine_speed: 11_200,
-        fuel_flow: 400,
-        scr_upstream_nox: 22_000,
-        scr_downstream_nox: 5_200,
-        reagent_level: 150,
-        intake_air_flow: 16_000,
-        scr_inlet_temperature: 18_976,
-        scr_outlet_temperature: 18_336,
-        dpf_pressure_drop: 30,
-        coolant_temperature: 125,
-        fuel_level: 125,
-        position_status: PositionStatus(0),
-        longitude: 120_200_000,
-        latitude: 30_300_000,
-        odometer: 123_456,
-    }
-}
-
 fn report(vin: &str, cmd: u8, t_ms: i64) -> Frame {
-    let records = (0..5).map(|i| GbRecord { serial: i, body: InfoBody::DieselEngine(engine()) }).collect();
+    let records = (0..5)
+        .map(|i| GbRecord { serial: i, body: InfoBody::DieselEngine(engine_body(1400, 60.0)) })
+        .collect();
     let report = InfoReport::Gb17691(GbReport { time: tt(t_ms), records });
     let msg = if cmd == command::REISSUE { Message::Reissue(report) } else { Message::RealTime(report) };
     msg.to_frame(wire_vin(vin), 1).unwrap()
-}
-
-async fn next_answer(t: &mut Framed<TcpStream, FrameCodec>) -> Option<Answer> {
-    match tokio::time::timeout(Duration::from_secs(20), t.next()).await.expect("answer in time") {
-        Some(Ok(Decoded::Frame(f))) => Some(Answer::decode(&f).expect("answer decodes")),
-        Some(Ok(Decoded::Dropped(e))) => panic!("server sent a bad frame: {e}"),
-        Some(Err(e)) => panic!("socket: {e}"),
-        None => None,
-    }
 }
 
 /// Defect 9 (HJ 1239): a reissued report older than retention is not stored.

@@ -3,78 +3,31 @@
 mod common;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use common::terminal::*;
 use common::*;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use smogwatch::hj1239::{
-    command, Answer, Decoded, EngineData, Frame, FrameCodec, GbRecord, GbReport, InfoBody, InfoReport, Login,
-    Logout, Message, PositionStatus, TerminalTime, Vin as WireVin,
+    command, Answer, Frame, FrameCodec, GbRecord, GbReport, InfoBody, InfoReport, Logout, Message,
 };
 use smogwatch::model::Vin;
 use smogwatch::proto::{self, registry_client::RegistryClient};
 use smogwatch::store::ViolationQuery;
-use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 const VIN: &str = "LZZ5BLSJ3DA000301";
 
-fn wire_vin(v: &str) -> WireVin {
-    WireVin(v.as_bytes().try_into().unwrap())
-}
-
-fn tt(ms: i64) -> TerminalTime {
-    TerminalTime::from_utc(DateTime::<Utc>::from_timestamp_millis(ms).unwrap()).unwrap()
-}
-
-/// Raw engine body of a warmed-up diesel at 1400 rpm with the given downstream NOx (ppm).
-fn engine(down_ppm: f64) -> EngineData {
-    EngineData {
-        vehicle_speed: 40 * 256,
-        atmospheric_pressure: 200,
-        net_torque: 175,
-        friction_torque: 130,
-        engine_speed: 11_200,
-        fuel_flow: 400,
-        scr_upstream_nox: ((900.0 + 200.0) / 0.05) as u16,
-        scr_downstream_nox: ((down_ppm + 200.0) / 0.05) as u16,
-        reagent_level: 150,
-        intake_air_flow: 16_000,
-        scr_inlet_temperature: ((320.0 + 273.0) / 0.03125) as u16,
-        scr_outlet_temperature: ((300.0 + 273.0) / 0.03125) as u16,
-        dpf_pressure_drop: 30,
-        coolant_temperature: 125,
-        fuel_level: 125,
-        position_status: PositionStatus(0),
-        longitude: 120_200_000,
-        latitude: 30_300_000,
-        odometer: 123_456,
-    }
-}
-
 /// A GB-layout report of 10 engine bodies starting at `t_ms` (one per second).
 fn report_frame(vin: &str, cmd: u8, t_ms: i64, down: impl Fn(i64) -> f64) -> Frame {
     let records = (0..10)
-        .map(|i| GbRecord { serial: i as u16, body: InfoBody::DieselEngine(engine(down(t_ms + i * 1000))) })
+        .map(|i| GbRecord {
+            serial: i as u16,
+            body: InfoBody::DieselEngine(engine_body(1400, down(t_ms + i * 1000))),
+        })
         .collect();
     let report = InfoReport::Gb17691(GbReport { time: tt(t_ms), records });
     let msg = if cmd == command::REISSUE { Message::Reissue(report) } else { Message::RealTime(report) };
     msg.to_frame(wire_vin(vin), 1).unwrap()
-}
-
-fn login_frame(vin: &str, t_ms: i64) -> Frame {
-    Message::Login(Login { time: tt(t_ms), serial: 1, iccid: *b"89860000000000000001", extra: Bytes::new() })
-        .to_frame(wire_vin(vin), 1)
-        .unwrap()
-}
-
-async fn next_answer(t: &mut Framed<TcpStream, FrameCodec>) -> Option<Answer> {
-    match tokio::time::timeout(Duration::from_secs(20), t.next()).await.expect("answer in time") {
-        Some(Ok(Decoded::Frame(f))) => Some(Answer::decode(&f).expect("answer decodes")),
-        Some(Ok(Decoded::Dropped(e))) => panic!("server sent a bad frame: {e}"),
-        Some(Err(e)) => panic!("socket: {e}"),
-        None => None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

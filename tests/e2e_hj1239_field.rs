@@ -3,14 +3,14 @@
 mod common;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use common::terminal::{engine_body, login_frame, tt, wire_vin, Terminal};
 use common::*;
 use futures::{SinkExt, StreamExt};
 use smogwatch::hj1239::{
     Activation, Answer, Decoded, Dtc, EmissionDiagnostics, EngineData, Frame, FrameCodec, GbRecord, GbReport,
-    HjRecord, HjReport, InfoBody, InfoReport, Login, Logout, MachineryBody, MachineryRecord, MachineryReport,
+    HjRecord, HjReport, InfoBody, InfoReport, Logout, MachineryBody, MachineryRecord, MachineryReport,
     MachineryStream, Message, ObdInfo, PositionStatus, SignedRecord, SignedReport, Sm2Signature, StartMarker,
-    TamperAlarm, TerminalTime, Vin as WireVin,
+    TamperAlarm,
 };
 use smogwatch::model::Vin;
 use smogwatch::proto::{self, registry_client::RegistryClient};
@@ -22,51 +22,12 @@ use tokio_util::codec::Framed;
 const VIN_A: &str = "LZZ5BLSJ3DA000401";
 const VIN_B: &str = "LZZ5BLSJ3DA000402";
 
-type Terminal = Framed<TcpStream, FrameCodec>;
-
-fn wire_vin(v: &str) -> WireVin {
-    WireVin(v.as_bytes().try_into().unwrap())
-}
-
-fn tt(ms: i64) -> TerminalTime {
-    TerminalTime::from_utc(DateTime::<Utc>::from_timestamp_millis(ms).unwrap()).unwrap()
-}
-
-fn engine(rpm: u16) -> EngineData {
-    EngineData {
-        vehicle_speed: 40 * 256,
-        atmospheric_pressure: 200,
-        net_torque: 175,
-        friction_torque: 130,
-        engine_speed: rpm * 8,
-        fuel_flow: 400,
-        scr_upstream_nox: 22_000,
-        scr_downstream_nox: 5_200,
-        reagent_level: 150,
-        intake_air_flow: 16_000,
-        scr_inlet_temperature: 18_976,
-        scr_outlet_temperature: 18_336,
-        dpf_pressure_drop: 30,
-        coolant_temperature: 125,
-        fuel_level: 125,
-        position_status: PositionStatus(0),
-        longitude: 120_200_000,
-        latitude: 30_300_000,
-        odometer: 123_456,
-    }
-}
-
 /// A GB-layout real-time report of `n` engine bodies starting at `t_ms`.
 fn gb_report(vin: &str, t_ms: i64, n: u16) -> Frame {
-    let records =
-        (0..n).map(|i| GbRecord { serial: i, body: InfoBody::DieselEngine(engine(1400)) }).collect();
+    let records = (0..n)
+        .map(|i| GbRecord { serial: i, body: InfoBody::DieselEngine(engine_body(1400, 60.0)) })
+        .collect();
     Message::RealTime(InfoReport::Gb17691(GbReport { time: tt(t_ms), records }))
-        .to_frame(wire_vin(vin), 1)
-        .unwrap()
-}
-
-fn login_frame(vin: &str, t_ms: i64) -> Frame {
-    Message::Login(Login { time: tt(t_ms), serial: 1, iccid: *b"89860000000000000001", extra: Bytes::new() })
         .to_frame(wire_vin(vin), 1)
         .unwrap()
 }
@@ -218,7 +179,10 @@ fn signature(seed: u8) -> Sm2Signature {
 /// HJ layout: each of `n` engine bodies with its own collection time, one signature at the end.
 fn hj_report(vin: &str, t_ms: i64, n: i64) -> Frame {
     let records = (0..n)
-        .map(|i| HjRecord { collected_at: tt(t_ms + i * 1000), body: InfoBody::DieselEngine(engine(1400)) })
+        .map(|i| HjRecord {
+            collected_at: tt(t_ms + i * 1000),
+            body: InfoBody::DieselEngine(engine_body(1400, 60.0)),
+        })
         .collect();
     let report = HjReport { time: tt(t_ms + n * 1000), serial: 1, records, signature: Some(signature(7)) };
     Message::RealTime(InfoReport::Hj1239(report)).to_frame(wire_vin(vin), 1).unwrap()
@@ -227,7 +191,10 @@ fn hj_report(vin: &str, t_ms: i64, n: i64) -> Frame {
 /// Signed-bodies layout (defect 1): time + serial, then type + body + signature, no body time.
 fn signed_report(vin: &str, t_ms: i64, n: u8) -> Frame {
     let records = (0..n)
-        .map(|i| SignedRecord { body: InfoBody::DieselEngine(engine(1400)), signature: signature(i) })
+        .map(|i| SignedRecord {
+            body: InfoBody::DieselEngine(engine_body(1400, 60.0)),
+            signature: signature(i),
+        })
         .collect();
     Message::RealTime(InfoReport::Signed(SignedReport { time: tt(t_ms), serial: 3, records }))
         .to_frame(wire_vin(vin), 1)
@@ -252,7 +219,7 @@ fn machinery_report(t_ms: i64, n: i64, body_times: bool) -> Frame {
             longitude: u32::MAX,
             latitude: u32::MAX,
             odometer: u32::MAX,
-            ..engine(1500)
+            ..engine_body(1500, 60.0)
         },
         egr_actual: 20_000,
         egr_target: 24_000,
@@ -459,7 +426,7 @@ fn obd(protocol: u8, cvn: [u8; 18], faults: Vec<Dtc>) -> ObdInfo {
 
 fn obd_report(t_ms: i64, o: ObdInfo) -> Frame {
     let records = vec![
-        GbRecord { serial: 1, body: InfoBody::DieselEngine(engine(1400)) },
+        GbRecord { serial: 1, body: InfoBody::DieselEngine(engine_body(1400, 60.0)) },
         GbRecord { serial: 2, body: InfoBody::Obd(o) },
     ];
     Message::RealTime(InfoReport::Gb17691(GbReport { time: tt(t_ms), records }))

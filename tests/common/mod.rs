@@ -1,5 +1,6 @@
 //! Helpers for end-to-end tests: a real server on 127.0.0.1 (ephemeral ports) over a temp store.
 #![allow(dead_code)]
+pub mod terminal;
 use smogwatch::config::Config;
 use smogwatch::model::Role;
 use smogwatch::proto;
